@@ -1,0 +1,1 @@
+"""Course tooling: building the notebooks, grading submissions, the ``cbam-course`` command."""

@@ -1,0 +1,51 @@
+"""Reading attention maps out of a forward pass, without changing what the model computes.
+
+Every attention module applies its map through a ``gate`` submodule (the sigmoid), so a forward
+hook on each gate sees the map itself. ``record_attention`` installs those hooks for the length
+of a ``with`` block:
+
+>>> with record_attention(model) as maps:
+...     logits = model(images)
+>>> maps["layer1.0.attention.spatial"][0].shape   # one entry per forward call
+torch.Size([8, 1, 56, 56])
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from cbam.attention import ChannelAttention, SpatialAttention
+
+
+@contextmanager
+def record_attention(
+    model: nn.Module, *, detach: bool = True
+) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Collect the map of every ChannelAttention/SpatialAttention inside ``model``.
+
+    Yields a dict from module name (as in ``model.named_modules()``) to the list of maps that
+    module produced, one per call: (N, C, 1, 1) for channel maps, (N, 1, H, W) for spatial maps.
+    ``detach=False`` keeps the maps in the autograd graph (e.g. to take gradients through them).
+    """
+    maps: dict[str, list[torch.Tensor]] = defaultdict(list)
+    handles = []
+
+    def keeper(name: str):
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            maps[name].append(output.detach() if detach else output)
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (ChannelAttention, SpatialAttention)):
+            handles.append(module.gate.register_forward_hook(keeper(name)))
+    try:
+        yield maps
+    finally:
+        for handle in handles:
+            handle.remove()
