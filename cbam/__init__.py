@@ -7,7 +7,20 @@ torch.Size([2, 64, 32, 32])
 """
 
 from cbam.attention import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation
+from cbam.counting import count_macs, count_params, macs_by_module
 from cbam.maps import record_attention
+from cbam.resnet import (
+    BasicBlock,
+    Bottleneck,
+    CifarResNet,
+    ResNet,
+    make_attention,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet_cifar,
+)
 
 __version__ = "0.1.0"
 
@@ -17,4 +30,17 @@ __all__ = [
     "SpatialAttention",
     "SqueezeExcitation",
     "record_attention",
+    "BasicBlock",
+    "Bottleneck",
+    "CifarResNet",
+    "ResNet",
+    "make_attention",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet_cifar",
+    "count_macs",
+    "count_params",
+    "macs_by_module",
 ]
