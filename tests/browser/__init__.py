@@ -1,0 +1,1 @@
+"""Driving JupyterLab in a real headless Chromium: a private server, notebook pages, screenshots."""
