@@ -245,6 +245,9 @@ check_apply_gate(apply_gate)
 # sliders and follow a batch through the block: the channel branch reduces over H and W, the
 # spatial branch over C, and each map is broadcast back onto the features. Lessons 01 to 03 build
 # every step you see.
+#
+# Then set k to an even number. The explorer builds the real module, and the module refuses:
+# read its message, which says why only an odd kernel keeps H and W (lesson 02 comes back to it).
 
 # %% tags=["nbval-ignore-output"]
 from cbam.widgets import ShapeExplorer

@@ -300,6 +300,17 @@ for c in (256, 512, 1024, 2048):
     print(f"{c:>5} {h:>4} {2 * c * h + h + c:>12,} {counted:>8,}")
 
 # %% [markdown]
+# The explorer builds the library's `ChannelAttention` for any $C$ and $r$ and lists the shape of
+# every step and of every weight. Move $r$, then $C$, and watch the hidden width
+# $\lfloor C/r \rfloor$ and the two weight matrices, $h \times C$ and $C \times h$, follow it.
+# Drag $C$ below $r$: the width stops at 1 instead of falling to 0.
+
+# %% tags=["nbval-ignore-output"]
+from cbam.widgets import ShapeExplorer
+
+ShapeExplorer(module="channel", channels=256, reduction=16)
+
+# %% [markdown]
 # ## Step 3 · A sigmoid, not a softmax
 #
 # Attention in transformers ends in a softmax, so why does CBAM use a sigmoid? A softmax over
@@ -407,6 +418,17 @@ for image, ax in enumerate(axes):
 axes[0].set_ylabel("weight $M_c$")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# The viewer puts the map beside its effect. Pick an image and a channel: the bars are that
+# image's 64 weights, the picture is the chosen channel of $M_c(x) \otimes x$. Every position of
+# that channel was multiplied by the same bar, so channel attention changes how loud a channel
+# is, never the pattern within it.
+
+# %% tags=["nbval-ignore-output"]
+from cbam.widgets import TensorViewer
+
+TensorViewer(channel_map, refined, names=("M_c(x)", "M_c(x) * x"))
 
 # %% [markdown]
 # ## Your module and the library's

@@ -247,6 +247,16 @@ for row in window(kernel_size).tolist():
 # parameters, 98 for $k = 7$.
 
 # %% [markdown]
+# The explorer follows the library's `SpatialAttention` step by step. Move $k$: the padding is
+# always $k // 2$, the map keeps $H$ and $W$ for every odd $k$, and only the kernel's
+# $2k^2$ weights grow. Then try an even $k$ and read why the module will not build.
+
+# %% tags=["nbval-ignore-output"]
+from cbam.widgets import ShapeExplorer
+
+ShapeExplorer(module="spatial", kernel_size=7)
+
+# %% [markdown]
 # ## Step 3 · The module
 #
 # ### Exercise `spatial-attention`
@@ -410,6 +420,17 @@ plt.show()
 # trained module learns its own kernel and bias, and its features are far richer than eight
 # edge detectors, but the mechanics are the ones on the screen: two pooled maps, one small
 # convolution, a sigmoid, and a product that dims the positions judged unimportant.
+
+# %% [markdown]
+# The explorer runs the same kind of edge features, sixteen directions this time, through a
+# whole CBAM whose spatial kernel is a plain $k \times k$ average. Move $k$: a larger kernel
+# spreads each edge's weight over a wider band, a smaller one keeps it on the line. Switch the
+# spatial conv to "random init" to see the map of a module nobody has trained.
+
+# %% tags=["nbval-ignore-output"]
+from cbam.widgets import AttentionExplorer
+
+AttentionExplorer(spatial_weights="average")
 
 # %% [markdown]
 # ## Your module and the library's

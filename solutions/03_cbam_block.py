@@ -169,6 +169,15 @@ print("|F''| <= |F| everywhere: ", bool((out.abs() <= x.abs()).all()))
 print("signs unchanged:         ", bool((out.sign() == x.sign()).all()))
 
 # %% [markdown]
+# See it on the batch itself: $F$ and $F''$ side by side, on one colour scale. Pick any image and
+# channel: the pattern stays, only fainter, and the min and max printed below move toward 0.
+
+# %% tags=["nbval-ignore-output"]
+from cbam.widgets import TensorViewer
+
+TensorViewer(x, out, names=("F", "F''"))
+
+# %% [markdown]
 # "Attention" here means *suppression*: the block emphasises a feature only by dimming the others.
 # At initialisation both gates sit near 0.5, so a fresh block passes on roughly a quarter of its
 # input's magnitude. A network whose main path ran through many such blocks would shrink its
@@ -190,6 +199,16 @@ print("signs unchanged:         ", bool((out.sign() == x.sign()).all()))
 # In the parallel arrangement the product $M_c(x) \otimes M_s(x)$ is a full
 # $C \times H \times W$ map built as an outer product of a channel vector and a spatial map.
 # In the two sequential ones, the second gate looks at what the first has already changed.
+
+# %% [markdown]
+# Pick each arrangement in the explorer and follow the two maps: where each is computed, from
+# which tensor, and when it is multiplied in. In the parallel one both come from $x$ and meet
+# only at the end.
+
+# %% tags=["nbval-ignore-output"]
+from cbam.widgets import ShapeExplorer
+
+ShapeExplorer(channels=64, height=14, width=14)
 
 # %% [markdown]
 # ## Exercise `arrangements`

@@ -331,26 +331,41 @@ for name in ("ResNet-50 + SE", "ResNet-50 + CBAM"):
 # ## Where the overhead sits, stage by stage
 #
 # ResNet-50 has four stages of 3, 4, 6 and 3 bottlenecks, with output widths 256 to 2048 and
-# resolutions $56^2$ down to $7^2$. `macs_by_module` splits the count by module name, so the
-# attention modules (`layerS.B.attention`) can be summed per stage. The column "spatial" is the
-# share of those MACs spent in the spatial gate's convolution; the rest is the channel MLP.
+# resolutions $56^2$ down to $7^2$. Within a stage every block holds the same attention module
+# working on maps of the same shape, so one module, counted alone on the meta device, gives the
+# stage's overhead once multiplied by the number of blocks. `macs_by_module` splits that count by
+# submodule: the column "spatial" is the share spent in the spatial gate's convolution, the rest
+# is the channel MLP.
+#
+# The stage's own convolutions need no counter at all. In ResNet v1 every convolution of a stage,
+# the downsampling shortcut included, outputs maps of the stage's resolution, so the formula
+# above gives each one directly.
 
 # %%
+def conv_macs(conv, side):
+    """C_out * H_out * W_out * C_in * k^2 for a convolution whose output is side x side."""
+    k_h, k_w = conv.kernel_size
+    return conv.out_channels * side * side * conv.in_channels * k_h * k_w
+
+
 cbam_model = models["ResNet-50 + CBAM"]
-by_module = macs_by_module(cbam_model)
+sides = {"layer1": 56, "layer2": 28, "layer3": 14, "layer4": 7}  # the stem takes 224 to 56
 
 stages = []
-for s in range(1, 5):
-    layer = getattr(cbam_model, f"layer{s}")
-    names = [f"layer{s}.{b}.attention" for b in range(len(layer))]
+for stage, side in sides.items():
+    layer = getattr(cbam_model, stage)
+    width = layer[0].bn3.num_features
+    one = macs_by_module(layer[0].attention, (1, width, side, side))  # one block's module
+    convs = sum(conv_macs(m, side) for name, m in layer.named_modules()
+                if isinstance(m, nn.Conv2d) and "attention" not in name)
     stages.append({
-        "stage": f"layer{s}",
+        "stage": stage,
         "blocks": len(layer),
-        "width": layer[0].bn3.num_features,
+        "width": width,
         "params": sum(count_params(b.attention) for b in layer),
-        "macs": sum(by_module.get(name, 0) for name in names),
-        "spatial_macs": sum(by_module.get(f"{name}.spatial.conv", 0) for name in names),
-        "stage_macs": by_module[f"layer{s}"],
+        "macs": len(layer) * one[""],
+        "spatial_macs": len(layer) * one.get("spatial.conv", 0),
+        "stage_macs": convs + len(layer) * one[""],
     })
 
 print(f"{'stage':<7} {'blocks':>6} {'width':>6} {'+params':>10} {'+MACs':>10} "
@@ -359,6 +374,12 @@ for st in stages:
     print(f"{st['stage']:<7} {st['blocks']:>6} {st['width']:>6} {st['params']:>10,} "
           f"{st['macs']:>10,} {st['spatial_macs'] / st['macs']:>8.0%} "
           f"{st['macs'] / st['stage_macs']:>9.2%}")
+
+# The pieces add up: the stem's 7x7 convolution (112 x 112 outputs), four stages, the classifier.
+stem = conv_macs(cbam_model.conv1, 112)
+head = cbam_model.fc.in_features * cbam_model.fc.out_features
+print("stem + stages + classifier == the count of the whole network:",
+      stem + sum(st["stage_macs"] for st in stages) + head == counted["ResNet-50 + CBAM"][1])
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -385,14 +406,25 @@ plt.show()
 # gates read and write whole feature maps.)
 
 # %% [markdown]
+# The explorer shows one CBAM of a stage at a time. Set $C$, $H$ and $W$ to each stage in turn
+# (256 at 56, 512 at 28, 1024 at 14, 2048 at 7): the parameters grow with $C^2$, while the maps
+# the spatial gate works on shrink four-fold from one stage to the next.
+
+# %% tags=["nbval-ignore-output"]
+from cbam.widgets import ShapeExplorer
+
+ShapeExplorer(batch=1, channels=256, height=56, width=56)
+
+# %% [markdown]
 # ## Pitfall: which convolution carries the stride
 #
 # A bottleneck that halves the resolution has to put its stride 2 somewhere. The original
 # ResNet (v1) puts it in the first $1 \times 1$ convolution, so the $3 \times 3$ convolution
 # already runs at the reduced resolution. torchvision's ResNet-50 ("v1.5") moved it to the
-# $3 \times 3$ convolution, which is more accurate but runs that convolution on four times as
-# many positions in the first block of stages 2 to 4. The parameters are the same; the
-# multiply-accumulates are not:
+# $3 \times 3$ convolution, which is more accurate. The $3 \times 3$ convolution still produces
+# the same number of outputs; it is the first $1 \times 1$ convolution, no longer strided, that
+# now runs at the full input resolution, on four times as many positions, in the first block of
+# stages 2 to 4. The parameters are the same; the multiply-accumulates are not:
 
 # %%
 with torch.device("meta"):
@@ -400,6 +432,12 @@ with torch.device("meta"):
 params, macs = count(v15)
 print(f"ResNet-50 v1.5: {params / 1e6:.2f} M params, {macs / 1e9:.3f} GFLOPs "
       f"(v1: {counted['ResNet-50'][1] / 1e9:.3f})")
+
+# The first 1x1 convolution of stages 2 to 4: side x side outputs in v1, twice the side in v1.5.
+firsts = [(getattr(v15, s)[0].conv1, side) for s, side in sides.items() if s != "layer1"]
+extra = sum(conv_macs(conv, 2 * side) - conv_macs(conv, side) for conv, side in firsts)
+print(f"those three convolutions: +{extra:,} MACs, the whole difference:",
+      extra == macs - counted["ResNet-50"][1])
 
 # %% [markdown]
 # The paper's 3.858 is the v1 count. A ResNet-50 taken from torchvision and counted with the
