@@ -19,7 +19,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from cbam.attention import ChannelAttention, SpatialAttention
+from cbam.attention import CBAM, ChannelAttention, SpatialAttention
+from cbam.validation import check_flag
 
 
 @contextmanager
@@ -28,12 +29,21 @@ def record_attention(
 ) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Collect the map of every ChannelAttention/SpatialAttention inside ``model``.
 
-    Yields a dict from module name (as in ``model.named_modules()``) to the list of maps that
-    module produced, one per call: (N, C, 1, 1) for channel maps, (N, 1, H, W) for spatial maps.
-    ``detach=False`` keeps the maps in the autograd graph (e.g. to take gradients through them).
+    Yields a dict from module name (as in ``model.named_modules()``; "" for ``model`` itself) to
+    the list of maps that module produced, one per call: (N, C, 1, 1) for channel maps,
+    (N, 1, H, W) for spatial maps. Modules that never ran have no entry. On leaving the block
+    the hooks are removed, even after an error.
+
+    ``detach=False`` keeps the maps in the autograd graph, to take gradients through them; CBAM
+    blocks then run their plain code, whose maps are connected to the block's input (the fused
+    training path computes its maps from detached copies).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"record_attention expects a torch.nn.Module, got {type(model).__name__}")
+    check_flag("detach", detach)
     maps: dict[str, list[torch.Tensor]] = defaultdict(list)
     handles = []
+    unfused = []
 
     def keeper(name: str):
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
@@ -44,8 +54,13 @@ def record_attention(
     for name, module in model.named_modules():
         if isinstance(module, (ChannelAttention, SpatialAttention)):
             handles.append(module.gate.register_forward_hook(keeper(name)))
+        if not detach and isinstance(module, CBAM) and module.fused:
+            module.fused = False
+            unfused.append(module)
     try:
         yield maps
     finally:
         for handle in handles:
             handle.remove()
+        for module in unfused:
+            module.fused = True
