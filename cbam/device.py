@@ -1,0 +1,45 @@
+"""Where to run and how much to run: one switch shared by the training lessons.
+
+A CPU gets the *quick* settings (small data, few epochs: a lesson runs in a minute or two); a
+CUDA GPU gets the *full* ones. ``CBAM_MODE=quick`` or ``CBAM_MODE=full`` in the environment
+overrides the guess, e.g. to run the quick version on a GPU machine.
+
+>>> device = pick_device()        # cuda if there is one, else cpu
+>>> epochs = 4 if QUICK else 30   # each lesson keeps its two sets of settings in one cell
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+MODES = ("quick", "full")
+
+
+def pick_device(preferred: str | torch.device | None = None) -> torch.device:
+    """The device to train on: ``preferred`` if given, else CUDA when available, else the CPU.
+
+    Apple's MPS is not picked automatically: some of the operations the lessons time or
+    profile run there through slower fallbacks, so it must be asked for by name.
+    """
+    if preferred is not None:
+        device = torch.device(preferred)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {str(device)!r} was asked for, but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}); use 'cpu' or leave the device out"
+            )
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_mode() -> str:
+    """``"full"`` on a CUDA machine, ``"quick"`` elsewhere, unless ``CBAM_MODE`` says otherwise."""
+    mode = os.environ.get("CBAM_MODE", "").strip().lower()
+    if mode and mode not in MODES:
+        raise ValueError(f"CBAM_MODE must be one of {MODES} (or unset), got {mode!r}")
+    return mode or ("full" if torch.cuda.is_available() else "quick")
+
+
+QUICK = run_mode() == "quick"

@@ -1,0 +1,289 @@
+# %% [markdown]
+# # 07 · Making it fast
+#
+# Lesson 04 counted what CBAM costs a ResNet-50: less than 0.2 % more multiply-accumulates
+# (MACs). Lesson 05 timed the training, and CBAM's runs took far more than 0.2 % longer. Both
+# are right. They measure different things: a MAC count measures *arithmetic*, a clock
+# measures *time*, and CBAM spends its time not on arithmetic but on moving memory.
+#
+# This lesson measures the gap, finds where the time goes with the profiler, works out the
+# least time a CBAM forward can take, and measures how much of the distance to that floor a
+# leaner forward, `torch.compile` and another memory layout recover.
+#
+# Every speed in this lesson is a **ratio of two times measured side by side in one run**. An
+# absolute time says more about the machine (and who else is using it) than about the code.
+
+# %%
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.benchmark import Timer
+
+import cbam
+from cbam.counting import count_macs, macs_by_module
+from cbam.device import QUICK, pick_device
+from cbam.resnet import resnet50
+
+_ = torch.manual_seed(0)  # the one seed of this lesson
+DEVICE = pick_device()
+
+# Quick (CPU) and full (GPU) sizes: the input of the ResNet timings, the feature map of the
+# CBAM timings, and how long each version is timed in each round (seconds).
+if QUICK:
+    IMAGES, FEATURES, ROUND_TIME = (2, 3, 128, 128), (16, 64, 56, 56), 0.15
+else:
+    IMAGES, FEATURES, ROUND_TIME = (32, 3, 224, 224), (64, 256, 56, 56), 0.5
+
+
+def side_by_side(versions, *args, rounds=3):
+    """Seconds per call of each ``fn(*args)`` in ``versions`` (a dict), without gradients.
+
+    The versions take turns, round after round, and each gets the median of its rounds: a
+    machine that slows down for a while slows them all alike. ``Timer`` warms up, repeats,
+    synchronises a GPU, and runs on one CPU thread, which keeps CPU timings steady.
+    """
+    seconds = {name: [] for name in versions}
+    for _ in range(rounds):
+        for name, fn in versions.items():
+            timer = Timer("with torch.no_grad(): fn(*args)",
+                          globals={"fn": fn, "args": args, "torch": torch})
+            seconds[name].append(timer.blocked_autorange(min_run_time=ROUND_TIME).median)
+    return {name: sorted(times)[len(times) // 2] for name, times in seconds.items()}
+
+
+# %% [markdown]
+# ## FLOPs are not latency
+#
+# First the arithmetic, counted by `cbam.counting` on one 224 × 224 image (the setting of the
+# paper's Table 4). These numbers do not depend on the machine.
+
+# %%
+plain, with_cbam = resnet50().eval(), resnet50(attention="cbam").eval()
+macs_plain, macs_cbam = count_macs(plain), count_macs(with_cbam)
+attention_macs = sum(macs for name, macs in macs_by_module(with_cbam).items()
+                     if name.endswith(".attention"))
+print(f"ResNet-50:        {macs_plain / 1e9:.3f} GMACs")
+print(f"ResNet-50 + CBAM: {macs_cbam / 1e9:.3f} GMACs")
+print(f"CBAM's share of the MACs: {100 * attention_macs / macs_cbam:.2f} %")
+
+# %% [markdown]
+# Now the clock: the same two networks, forward passes only, timed one after the other.
+
+# %% tags=["nbval-ignore-output"]
+plain, with_cbam = plain.to(DEVICE), with_cbam.to(DEVICE)
+images = torch.randn(IMAGES, device=DEVICE)
+times = side_by_side({"plain": plain, "CBAM": with_cbam}, images)
+t_plain, t_cbam = times["plain"], times["CBAM"]
+print(f"CBAM's share of the MACs: {100 * attention_macs / macs_cbam:5.2f} %")
+print(f"CBAM's share of the time: {100 * (t_cbam - t_plain) / t_cbam:5.2f} %")
+
+# %% [markdown]
+# The share of time is many times the share of MACs. The MAC count is not wrong: it is the
+# convention of the paper, and it counts only the products of convolutions and linear layers.
+# Pooling, sigmoids and the two element-wise multiplications by the gates count as free, and
+# on a real machine they are not.
+
+# %% [markdown]
+# ## Where the time goes: the profiler
+#
+# `torch.profiler` records every operation a forward pass runs and how long it took. Sorted by
+# the time spent in each operation itself:
+
+# %% tags=["nbval-ignore-output"]
+from torch.profiler import ProfilerActivity, profile
+
+activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE.type == "cuda" else [])
+with torch.no_grad():
+    with_cbam(images)  # warm-up: first calls pay for one-off allocations
+    with profile(activities=activities) as prof:
+        with_cbam(images)
+sort_by = "self_cuda_time_total" if DEVICE.type == "cuda" else "self_cpu_time_total"
+print(prof.key_averages().table(sort_by=sort_by, row_limit=12))
+
+# %% [markdown]
+# Convolutions (`aten::mkldnn_convolution` on a CPU, cuDNN kernels on a GPU) lead, as they
+# should. Then look for the operations that do almost no arithmetic: `aten::mul` (the gates
+# being applied), `aten::mean`, `aten::amax` and `aten::sum` (the poolings), `aten::sigmoid`,
+# `aten::cat`. Each reads a whole feature map from memory, and most write one back.
+#
+# The spatial gate's $7 \times 7$ convolution deserves a look too: 2 input channels, 1 output
+# channel, so few MACs that the count ignores them, yet it runs at every position of every
+# block, and such odd shapes are not what convolution libraries optimise for. Only a profile
+# tells what an operation costs on the machine at hand; a MAC count cannot.
+
+# %% [markdown]
+# ## The memory-traffic floor
+#
+# For a feature map $F$ of $N \cdot C \cdot H \cdot W$ numbers, count the passes over memory
+# that any CBAM forward needs:
+#
+# 1. The channel gate $M_c$ needs the average and the maximum of *every* channel over *all*
+#    positions: one full **read** of $F$ before any output can be written.
+# 2. The spatial gate $M_s$ needs the mean and maximum over channels of $F' = M_c \otimes F$ at
+#    every position: a second **read** of $F$ (scaled by $M_c$ on the fly).
+# 3. The output $M_s \otimes M_c \otimes F$ at a position depends, through the $7 \times 7$
+#    convolution, on $M_s$'s inputs at its neighbours: a third **read** of $F$ and one **write**.
+#
+# Three reads and one write. Copying the tensor (`x.clone()`) is one read and one write, so a
+# CBAM forward cannot take less than about **twice the time of `x.clone()`** once the tensor is
+# larger than the caches. That ratio is the yardstick for everything below.
+#
+# The seed notebook this course grew from computes it the obvious way. Here it is, using the
+# weights of a `cbam.CBAM` so that all versions compute the same function:
+
+# %%
+block = cbam.CBAM(FEATURES[1]).eval()
+
+
+def seed_style_cbam(block, x):
+    """The seed's order of work: pooling modules, one MLP call per descriptor, max with indices."""
+    mlp = block.channel.mlp
+    avg = F.adaptive_avg_pool2d(x, 1).squeeze(-1).squeeze(-1)
+    mx = F.adaptive_max_pool2d(x, 1).squeeze(-1).squeeze(-1)  # also computes argmax indices
+    channel = torch.sigmoid(mlp(avg) + mlp(mx)).unsqueeze(-1).unsqueeze(-1)
+    y = x * channel
+    mean = torch.mean(y, dim=1, keepdim=True)
+    mx, _ = torch.max(y, dim=1, keepdim=True)  # the indices again, thrown away
+    spatial = torch.sigmoid(block.spatial.conv(torch.cat([mean, mx], dim=1)))
+    return y * spatial
+
+
+x = torch.randn(2, FEATURES[1], 12, 12)
+with torch.no_grad():
+    print("seed-style forward == cbam.CBAM:", torch.allclose(seed_style_cbam(block, x), block(x),
+                                                               atol=1e-6))
+
+# %% [markdown]
+# Count its passes over memory: `adaptive_avg_pool2d` reads $F$; `adaptive_max_pool2d` reads
+# it again (and writes indices); `x * channel` reads it and writes $F'$; the mean and the max
+# over channels read $F'$ twice; `y * spatial` reads it and writes the output. Six full reads
+# and two full writes: about four `clone()`s' worth, twice the floor.
+
+# %% [markdown]
+# ## Exercise `fast-cbam`: a leaner forward
+#
+# Write `fast_cbam(block, x)`, an inference forward (it runs under `torch.no_grad()`) of a
+# `cbam.CBAM` block `block` that gives the same output as `block(x)` with less work than the
+# seed's version. Use the block's own layers: `block.channel.mlp` (a `Sequential` that maps
+# `(..., C)` to `(..., C)`) and `block.spatial.conv` (the $7 \times 7$ convolution, 2 → 1
+# channels). Three changes make the difference:
+#
+# 1. Take the maxima with `amax`, which returns values only, instead of `max`/
+#    `adaptive_max_pool2d`, which also compute the index of every maximum.
+# 2. Call the MLP once on the two descriptors stacked into one tensor of shape `(2, N, C)`, then
+#    sum over the first dimension: one pass through the layers instead of two.
+# 3. Apply the spatial gate **in place** into the intermediate `y = x * channel_gate`, which your
+#    function created (`y.mul_(...)`), so the output needs no new allocation. Never modify `x`.
+#
+# **How it is checked.** `check_fast_cbam` builds `cbam.CBAM` blocks with random weights,
+# compares your output with `block(x)` on several shapes (odd sizes, one image, a 1 × 1 map, a
+# `channels_last` input), checks that `x` is unchanged, and makes sure your function does not
+# simply call `block(x)`. Speed is not checked: it is measured below, as a ratio.
+
+# %% tags=["exercise"] exercise="fast-cbam"
+def fast_cbam(block, x):
+    """CBAM's forward with fewer passes over memory (inference only)."""
+    ### BEGIN SOLUTION
+    descriptors = torch.stack([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))])  # (2, N, C)
+    channel_gate = torch.sigmoid(block.channel.mlp(descriptors).sum(dim=0))
+    y = x * channel_gate[:, :, None, None]
+    pooled = torch.cat([y.mean(dim=1, keepdim=True), y.amax(dim=1, keepdim=True)], dim=1)
+    return y.mul_(torch.sigmoid(block.spatial.conv(pooled)))
+    ### END SOLUTION
+
+
+# %% tags=["nbval-check-output"] check="fast-cbam"
+from cbam.checks.speed import check_fast_cbam
+
+check_fast_cbam(fast_cbam)
+
+# %% [markdown]
+# ## Measured against the floor
+#
+# Each version on one feature map of the size a ResNet-50 meets in its first stage, in units
+# of `x.clone()` on the same tensor:
+
+# %% tags=["nbval-ignore-output"]
+block = block.to(DEVICE)
+features = torch.randn(FEATURES, device=DEVICE)
+versions = {"seed-style": lambda x: seed_style_cbam(block, x), "cbam.CBAM": block}
+try:
+    with torch.no_grad():
+        fast_cbam(block, features[:1])
+    versions["fast_cbam (yours)"] = lambda x: fast_cbam(block, x)
+except NotImplementedError:
+    print("fast_cbam is not written yet, so it is left out of the timings")
+times = side_by_side({"x.clone()": torch.clone} | versions, features)
+t_clone = times.pop("x.clone()")
+print(f"{'x.clone()':>18}: 1.00  (the floor for CBAM is about 2)")
+for name, seconds in times.items():
+    print(f"{name:>18}: {seconds / t_clone:.2f}")
+
+# %% [markdown]
+# `cbam.CBAM` is written along the same lines as the exercise, so your version should land close
+# to it, and both well below the seed's. Yet every eager version stays far above the floor
+# of 2: each PyTorch operation is its own trip to memory, with overhead of its own (launching a
+# kernel, allocating its output). Rewriting with other PyTorch operations cannot remove that;
+# operations have to be *fused*, several computed in one trip.
+
+# %% [markdown]
+# ## `torch.compile`: fusion
+#
+# `torch.compile` traces the forward, then its default backend, Inductor, generates fused
+# kernels: C++ with OpenMP on a CPU, Triton on a GPU. The first call pays for the compilation
+# (seconds to tens of seconds, cached on disk for later runs); the calls after it run the fused
+# kernels. The shapes stay fixed, so it compiles once. Compare its ratio with eager's and with
+# the floor of 2: how close generated code gets depends on the backend and the hardware.
+
+# %% tags=["nbval-ignore-output"]
+start = time.perf_counter()
+try:
+    compiled = torch.compile(block)
+    with torch.no_grad():
+        same = torch.allclose(compiled(features), block(features), atol=1e-5)
+    print(f"compiled in {time.perf_counter() - start:.0f} s; same output as eager: {same}")
+    pair = side_by_side({"x.clone()": torch.clone, "eager": block, "compiled": compiled}, features)
+    print(f"torch.compile: {pair['compiled'] / pair['x.clone()']:.2f} x clone "
+          f"(eager cbam.CBAM: {pair['eager'] / pair['x.clone()']:.2f}, in the same rounds)")
+except Exception as error:  # e.g. no C++ compiler on this machine
+    print(f"torch.compile is not available here: {type(error).__name__}: {error}")
+
+# %% [markdown]
+# ## `channels_last`
+#
+# A `channels_last` tensor stores the C values of each position next to each other (NHWC).
+# CBAM's pooling over channels then reads contiguous memory, and its pooling over positions
+# reads with a stride: the opposite trade of the default layout. Which one wins is a question
+# for the clock, on each machine. Convolutions often prefer NHWC too (on GPUs with tensor cores
+# especially), so a whole network may run in it; what matters then is that CBAM keeps the layout
+# and forces no conversion back and forth.
+
+# %% tags=["nbval-ignore-output"]
+features_nhwc = features.contiguous(memory_format=torch.channels_last)
+block_nhwc = copy.deepcopy(block).to(memory_format=torch.channels_last)  # .to() is in place
+layouts = side_by_side({"clone NCHW": torch.clone, "CBAM NCHW": block}, features)
+layouts |= side_by_side({"clone NHWC": torch.clone, "CBAM NHWC": block_nhwc}, features_nhwc)
+with torch.no_grad():
+    print("channels_last output is channels_last:",
+          block_nhwc(features_nhwc).is_contiguous(memory_format=torch.channels_last))
+print(f"cbam.CBAM, NCHW: {layouts['CBAM NCHW'] / layouts['clone NCHW']:.2f} x clone; "
+      f"channels_last: {layouts['CBAM NHWC'] / layouts['clone NHWC']:.2f} x clone")
+
+# %% [markdown]
+# ## Pitfalls
+#
+# * **Quoting FLOPs as speed.** MACs predict the time of compute-bound layers (large
+#   convolutions); element-wise and pooling operations are bound by memory, and a MAC count
+#   leaves them out entirely.
+# * **Timing without care.** Time after a warm-up, repeat and take the median
+#   (`torch.utils.benchmark.Timer` does both), synchronise a GPU before reading the clock (the
+#   Timer does that too), and compare versions in the same run on the same machine.
+# * **Counting the first `torch.compile` call.** It includes the compilation. A new input shape
+#   can trigger another compilation; with varying shapes, `dynamic=True` avoids most of them.
+# * **In-place operations during training.** `y.mul_(...)` in the exercise is safe only without
+#   gradients: autograd needs `y` to differentiate the spatial gate, and refuses to run
+#   backward through a tensor changed in place.
+# * **Optimising what does not matter.** Profile first: at the resolutions of the last ResNet
+#   stage CBAM's share of time is small; in the early, high-resolution stages it is largest.

@@ -1,0 +1,66 @@
+"""The check of lesson 07's exercise: correct fast forwards pass, the usual slips are named."""
+
+from __future__ import annotations
+
+import torch
+
+from cbam.checks.speed import check_fast_cbam
+
+
+def _channel_gate(block, x):
+    descriptors = torch.stack([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))])
+    return torch.sigmoid(block.channel.mlp(descriptors).sum(dim=0))[:, :, None, None]
+
+
+def _spatial_gate(block, y):
+    pooled = torch.cat([y.mean(dim=1, keepdim=True), y.amax(dim=1, keepdim=True)], dim=1)
+    return torch.sigmoid(block.spatial.conv(pooled))
+
+
+def fast(block, x):
+    y = x * _channel_gate(block, x)
+    return y.mul_(_spatial_gate(block, y))
+
+
+def test_correct_forwards_pass(capsys):
+    assert check_fast_cbam(fast) is True
+    # Reusing the block's own modules is allowed, as long as block(x) itself is not called.
+    assert check_fast_cbam(lambda block, x: block.spatial(block.channel(x))) is True
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all(line.startswith("✓") for line in lines)
+
+
+def test_calling_the_block_is_refused(capsys):
+    assert check_fast_cbam(lambda block, x: block(x)) is False
+    assert "calls block(x)" in capsys.readouterr().out
+
+
+def test_changing_the_input_in_place_is_named(capsys):
+    def in_place(block, x):
+        y = x.mul_(_channel_gate(block, x))
+        return y.mul_(_spatial_gate(block, y))
+
+    assert check_fast_cbam(in_place) is False
+    out = capsys.readouterr().out
+    assert "✗ fast-cbam: the input tensor is left unchanged — x was changed in place" in out
+
+
+def test_swapped_pooling_order_gives_different_values(capsys):
+    def swapped(block, x):
+        y = x * _channel_gate(block, x)
+        pooled = torch.cat([y.amax(dim=1, keepdim=True), y.mean(dim=1, keepdim=True)], dim=1)
+        return y * torch.sigmoid(block.spatial.conv(pooled))
+
+    assert check_fast_cbam(swapped) is False
+    assert "different values" in capsys.readouterr().out
+
+
+def test_returning_nothing_and_stubs(capsys):
+    assert check_fast_cbam(lambda block, x: None) is False
+    assert "returned None" in capsys.readouterr().out
+
+    def stub(block, x):
+        raise NotImplementedError("exercise fast-cbam")
+
+    assert check_fast_cbam(stub) is False
+    assert len(capsys.readouterr().out.splitlines()) == 1

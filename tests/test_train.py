@@ -1,0 +1,138 @@
+"""The training loop on problems small enough to run in a second or two."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from cbam.device import pick_device, run_mode
+from cbam.train import History, evaluate, fit, seed_everything, train_model
+
+
+def _separable(n: int = 256, seed: int = 0) -> TensorDataset:
+    """Two Gaussian blobs in 8-D, labelled by side: a linear model can learn it."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    centres = torch.stack([torch.full((8,), -1.0), torch.full((8,), 1.0)])
+    features = centres[labels] + 0.8 * torch.randn(n, 8, generator=g)
+    return TensorDataset(features, labels)
+
+
+def _loaders(batch_size: int = 32) -> tuple[DataLoader, DataLoader]:
+    return (
+        DataLoader(_separable(256, 0), batch_size=batch_size, shuffle=True),
+        DataLoader(_separable(128, 1), batch_size=batch_size),
+    )
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 2))
+
+
+def test_loss_goes_down_and_history_has_one_entry_per_epoch():
+    train_loader, val_loader = _loaders()
+    seed_everything(0)
+    model = _mlp()
+    history = fit(model, train_loader, val_loader, epochs=4, lr=0.05, seed=0, progress=False)
+    assert isinstance(history, History) and history.epochs == 4
+    for values in history.as_dict().values():
+        assert len(values) == 4
+    assert history.train_loss[-1] < 0.5 * history.train_loss[0]
+    assert history.val_acc[-1] > 0.9
+    assert all(0 <= acc <= 1 for acc in history.train_acc + history.val_acc)
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_another():
+    train_loader, val_loader = _loaders()
+
+    def run(seed: int) -> tuple[nn.Module, History]:
+        return train_model(
+            _mlp, train_loader, val_loader, seed=seed, epochs=2, lr=0.05, progress=False
+        )
+
+    (first, h1), (second, h2), (_, h3) = run(3), run(3), run(4)
+    assert h1.train_loss == h2.train_loss and h1.val_acc == h2.val_acc
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert h1.train_loss != h3.train_loss
+
+
+def test_evaluate_returns_loss_and_accuracy_and_keeps_the_mode():
+    inputs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    model = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2) * 2)  # predicts the hot coordinate: 3 of 4 right
+    model.train()
+    # Batches with a third element (masks) are fine: it is ignored.
+    loader = [(inputs[:2], labels[:2], None), (inputs[2:], labels[2:], None)]
+    loss, accuracy = evaluate(model, loader)
+    expected = nn.functional.cross_entropy(model(inputs), labels).item()
+    assert accuracy == 0.75 and loss == pytest.approx(expected, rel=1e-6)
+    assert model.training
+
+
+def test_training_does_not_depend_on_batch_format_and_learns_images():
+    # A tiny conv net on 3-element (image, label, mask) batches, as the synthetic data gives.
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(64) % 2
+    images = torch.randn(64, 3, 8, 8, generator=g) * 0.3
+    images[labels == 1, 0, :4] += 2.0  # class 1: a bright top half in the red channel
+    masks = torch.zeros(64, 8, 8, dtype=torch.bool)
+    loader = DataLoader(TensorDataset(images, labels, masks), batch_size=16, shuffle=True)
+    seed_everything(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    history = fit(model, loader, loader, epochs=10, lr=0.2, seed=0, progress=False)
+    assert history.val_acc[-1] > 0.9
+
+
+def test_on_epoch_is_called_after_each_epoch():
+    train_loader, _ = _loaders()
+    seen = []
+    fit(
+        _mlp(),
+        train_loader,
+        epochs=3,
+        lr=0.05,
+        progress=False,
+        on_epoch=lambda epoch, history: seen.append((epoch, history.epochs)),
+    )
+    assert seen == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_bad_arguments():
+    train_loader, _ = _loaders()
+    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+        fit(_mlp(), train_loader, epochs=0)
+    with pytest.raises(ValueError, match="empty training loader"):
+        fit(_mlp(), [], epochs=1)
+    with pytest.raises(TypeError, match=r"\(images, labels\)"):
+        fit(_mlp(), [torch.zeros(2, 8)], epochs=1, progress=False)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        seed_everything("0")
+
+
+def test_device_choice_and_mode(monkeypatch):
+    assert pick_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device().type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda.is_available"):
+            pick_device("cuda")
+    monkeypatch.setenv("CBAM_MODE", "full")
+    assert run_mode() == "full"
+    monkeypatch.setenv("CBAM_MODE", "quick")
+    assert run_mode() == "quick"
+    monkeypatch.setenv("CBAM_MODE", "fast")
+    with pytest.raises(ValueError, match="CBAM_MODE"):
+        run_mode()
+    monkeypatch.delenv("CBAM_MODE")
+    assert run_mode() == ("full" if torch.cuda.is_available() else "quick")
