@@ -9,15 +9,20 @@ hint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from cbam.attention import ARRANGEMENTS, ChannelAttention, SpatialAttention
 from cbam.attention import CBAM as ReferenceCBAM
-from cbam.checks.report import CheckFailed, expect_shape, run_checks
+from cbam.checks.report import (
+    CheckFailed,
+    expect_shape,
+    run_seeded_checks,
+    seeded,
+    tensors_close,
+)
 
 SEED = 0
 ATOL, RTOL = 1e-5, 1e-4
@@ -26,30 +31,6 @@ DEFAULT_CASE = (32, 16, 7, (2, 32, 9, 11))
 OTHER_CASE = (24, 4, 3, (3, 24, 5, 7))
 
 
-@contextmanager
-def _seeded() -> Iterator[None]:
-    """Deterministic weights and inputs that leave the notebook's random stream untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        yield
-
-
-def _isolated(checks: list) -> list:
-    """Run every check seeded, so that building modules never moves the notebook's RNG."""
-
-    def seeded(check: Callable) -> Callable:
-        def run() -> object:
-            with _seeded():
-                return check()
-
-        return run
-
-    return [(description, seeded(check)) for description, check in checks]
-
-
-def _close(a: object, b: torch.Tensor) -> bool:
-    return (isinstance(a, torch.Tensor) and a.shape == b.shape
-            and torch.allclose(a.detach().float(), b, atol=ATOL, rtol=RTOL))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,11 +156,11 @@ def _explain_shape(out: object, x: torch.Tensor) -> None:
 def _compare(out: object, x: torch.Tensor, references: list, mistakes: Callable) -> None:
     _explain_shape(out, x)
     with torch.no_grad():
-        if any(_close(out, ref(x)) for ref in references):
+        if any(tensors_close(out, ref(x)) for ref in references):
             return
         for ref in references:
             for wrong, hint in mistakes(ref, x):
-                if _close(out, wrong):
+                if tensors_close(out, wrong):
                     raise CheckFailed(hint)
     raise CheckFailed("the output has the right shape but differs from channel attention "
                       "followed by spatial attention (Eq. 1) with the same weights")
@@ -199,7 +180,7 @@ def _build(CBAM: type, channels: int, reduction: int, kernel_size: int) -> nn.Mo
 
 def _check_case(CBAM: type, case: tuple) -> None:
     channels, reduction, kernel_size, shape = case
-    with _seeded():
+    with seeded(SEED):
         block = _build(CBAM, channels, reduction, kernel_size)
         x = torch.randn(shape)
     original = x.clone()
@@ -215,7 +196,7 @@ def _check_case(CBAM: type, case: tuple) -> None:
 
 def _check_defaults(CBAM: type) -> None:
     channels, reduction, kernel_size, _ = DEFAULT_CASE
-    with _seeded():
+    with seeded(SEED):
         block = CBAM(channels)
     if not isinstance(block, nn.Module):
         raise CheckFailed(f"CBAM({channels}) gave a {type(block).__name__}; make CBAM a "
@@ -232,7 +213,7 @@ def _check_defaults(CBAM: type) -> None:
 
 def _check_gradients(CBAM: type) -> None:
     channels, reduction, kernel_size, shape = DEFAULT_CASE
-    with _seeded():
+    with seeded(SEED):
         block = _build(CBAM, channels, reduction, kernel_size)
         x = torch.randn(shape)
     out = block(x)
@@ -252,7 +233,7 @@ def check_cbam_block(CBAM: type) -> bool:
     """Lesson 03, exercise "cbam-block": ``CBAM(channels, reduction=16, kernel_size=7)``."""
     c, r, k, shape = DEFAULT_CASE
     c2, r2, k2, shape2 = OTHER_CASE
-    return run_checks("cbam-block", _isolated([
+    return run_seeded_checks("cbam-block", [
         (f"CBAM({c}) has the paper's parts: a {c} -> {c // r} -> {c} MLP and a {k}x{k} conv",
          lambda: _check_defaults(CBAM)),
         (f"CBAM({c}) on {shape} equals channel then spatial attention (Eq. 1)",
@@ -261,7 +242,7 @@ def check_cbam_block(CBAM: type) -> bool:
          lambda: _check_case(CBAM, OTHER_CASE)),
         ("gradients reach the channel MLP and the spatial convolution",
          lambda: _check_gradients(CBAM)),
-    ]))
+    ])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +292,7 @@ def _modules(channels: int) -> tuple[ChannelAttention, SpatialAttention]:
 
 
 def _check_arrangement(combine: Callable, arrangement: str | None) -> None:
-    with _seeded():
+    with seeded(SEED):
         channel, spatial = _modules(32)
         x = torch.randn(2, 32, 9, 11)
     original = x.clone()
@@ -325,7 +306,7 @@ def _check_arrangement(combine: Callable, arrangement: str | None) -> None:
     name = arrangement or "channel-first"
     reference = ReferenceCBAM(32, arrangement=name).eval()
     reference.channel, reference.spatial = channel, spatial
-    if arrangement is None and not _close(out, reference(x)):
+    if arrangement is None and not tensors_close(out, reference(x)):
         _explain_shape(out, x)
         raise CheckFailed("without an arrangement argument the result is not channel-first: "
                           "make 'channel-first' the default")
@@ -333,7 +314,7 @@ def _check_arrangement(combine: Callable, arrangement: str | None) -> None:
 
 
 def _check_unknown(combine: Callable) -> None:
-    with _seeded():
+    with seeded(SEED):
         channel, spatial = _modules(8)
         x = torch.randn(1, 8, 4, 4)
     try:
@@ -355,7 +336,7 @@ def check_arrangements(combine: Callable) -> bool:
         ("the default arrangement is 'channel-first'", lambda: _check_arrangement(combine, None)),
         ("an unknown arrangement raises ValueError", lambda: _check_unknown(combine)),
     ]
-    return run_checks("arrangements", _isolated(checks))
+    return run_seeded_checks("arrangements", checks)
 
 
 _FORMULAS = {

@@ -14,7 +14,6 @@ sigmoid per branch, ...) so that the hint names the mistake that was made.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from cbam.attention import ChannelAttention as ReferenceChannelAttention
-from cbam.checks.report import CheckFailed, expect_shape, run_checks
+from cbam.checks.report import CheckFailed, expect_shape, run_seeded_checks, tensors_close
 
 Tensor = torch.Tensor
 Weights = dict[str, Tensor]
@@ -38,13 +37,7 @@ def hidden_width(channels: int, reduction: float) -> int:
 
 
 def run_isolated(exercise: str, checks: list[tuple[str, Callable[[], object]]]) -> bool:
-    # Building the learner's modules draws random numbers; restoring the generator afterwards
-    # keeps every later cell of the notebook identical to the reference notebook's.
-    # A learner's width-0 layer makes PyTorch warn; the check line already says what is wrong.
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.manual_seed(0)
-        return run_checks(exercise, checks)
+    return run_seeded_checks(exercise, checks)
 
 
 def feature_map(shape: tuple[int, ...], seed: int, requires_grad: bool = False) -> Tensor:
@@ -53,7 +46,7 @@ def feature_map(shape: tuple[int, ...], seed: int, requires_grad: bool = False) 
 
 
 def close(a: Tensor, b: Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a.detach().float(), b, atol=1e-5, rtol=1e-4)
+    return tensors_close(a, b)
 
 
 def _weights(channels: int, hidden: int, seed: int) -> Weights:

@@ -9,15 +9,19 @@ which attention) and their counting function is compared with ``cbam.counting``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cbam.attention import CBAM, ChannelAttention, SpatialAttention
-from cbam.checks.report import CheckFailed, expect_shape, run_checks
+from cbam.checks.report import (
+    CheckFailed,
+    expect_shape,
+    run_seeded_checks,
+    tensors_close,
+)
 from cbam.counting import count_macs, count_params
 from cbam.table4 import PAPER_TABLE4, PaperRow
 
@@ -26,28 +30,6 @@ ATOL, RTOL = 1e-5, 1e-4
 LAYERS = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
 
 
-@contextmanager
-def _seeded() -> Iterator[None]:
-    """Deterministic weights and inputs that leave the notebook's random stream untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        yield
-
-
-def _isolated(checks: list) -> list:
-    def seeded(check: Callable) -> Callable:
-        def run() -> object:
-            with _seeded():
-                return check()
-
-        return run
-
-    return [(description, seeded(check)) for description, check in checks]
-
-
-def _close(a: object, b: torch.Tensor) -> bool:
-    return (isinstance(a, torch.Tensor) and a.shape == b.shape
-            and torch.allclose(a.detach().float(), b, atol=ATOL, rtol=RTOL))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,10 +116,10 @@ def _expect_block_output(block: nn.Module, x: torch.Tensor, expected_shape: tupl
         out = block(x.clone())
         expect_shape(out, expected_shape, "the block's output")
         right, wrong = _placements(block, x)
-        if _close(out, right):
+        if tensors_close(out, right):
             return
         for candidate, hint in wrong:
-            if _close(out, candidate):
+            if tensors_close(out, candidate):
                 raise CheckFailed(hint)
     raise CheckFailed("the output has the right shape but differs from "
                       "relu(attention(bn3(...)) + shortcut)")
@@ -191,7 +173,7 @@ def _check_placement(Bottleneck: type, downsampling: bool) -> None:
 
 def check_attention_block(Bottleneck: type) -> bool:
     """Lesson 04, exercise "attention-block": a Bottleneck with an ``.attention`` slot."""
-    return run_checks("attention-block", _isolated([
+    return run_seeded_checks("attention-block", [
         ("without attention, .attention is an identity and the block is a plain bottleneck",
          lambda: _check_plain(Bottleneck)),
         ("attention is built for planes * expansion channels",
@@ -200,7 +182,7 @@ def check_attention_block(Bottleneck: type) -> bool:
          lambda: _check_placement(Bottleneck, downsampling=False)),
         ("a downsampling block (stride 2, projected shortcut) does the same",
          lambda: _check_placement(Bottleneck, downsampling=True)),
-    ]))
+    ])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,4 +343,4 @@ def check_table4(count: Callable, table4_models: Callable) -> bool:
          lambda row=row: _check_row(count, models, row))
         for row in PAPER_TABLE4
     ]
-    return run_checks("table4", _isolated(checks))
+    return run_seeded_checks("table4", checks)
