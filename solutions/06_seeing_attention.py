@@ -180,6 +180,36 @@ print("hooks left behind:", sum(len(m._forward_hooks) for model in models.values
 # share of the image on both counts. The objects cover a few percent of each image, so a map
 # that beats the uniform one by a wide margin really does point at the object.
 
+# %% [markdown]
+# ### Exercise `energy-share`
+#
+# Write `my_energy_share(maps, masks)`: `maps` is an (N, H, W) float tensor of non-negative
+# values, `masks` an (N, H, W) boolean tensor, True on the object. Return an (N,) tensor with,
+# for each image, the map's mass on the object divided by its total mass,
+# $\sum_{ij} m_{ij} [\text{mask}_{ij}] / \sum_{ij} m_{ij}$. A map of zeros has no mass to
+# share; score it like a uniform map, i.e. the object's share of the image. The check compares
+# your function with `cbam.localization.energy_share` on random maps and on maps whose answer
+# is known (1 on the object, 0 off it, uniform).
+
+# %% tags=["exercise"] exercise="energy-share"
+def my_energy_share(maps, masks):
+    ### BEGIN SOLUTION
+    total = maps.flatten(1).sum(1)
+    inside = (maps * masks).flatten(1).sum(1)
+    area = masks.flatten(1).float().mean(1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-30), area)
+    ### END SOLUTION
+
+
+# %% tags=["nbval-check-output"] check="energy-share"
+from cbam.checks.localization import check_energy_share
+
+check_energy_share(my_energy_share)
+
+# %% [markdown]
+# The library's `energy_share` is the same function; the scores below use it, with
+# `pointing_game` beside it.
+
 # %%
 candidates = {f"CBAM spatial, {stage}": resize_maps(maps[name], masks.shape[-2:])
               for stage, name in stage_last.items()}
