@@ -201,8 +201,6 @@ def test_the_long_lessons_references_score_full_marks(lesson, figures):
         pytest.skip("lessons 05-07 train and profile for minutes each; set "
                     "CBAM_GRADE_LONG_LESSONS=1 to grade their references too")
     reference = _needs(lesson)
-    if not any(cell.exercise for cell in read_notebook(reference).cells):  # demonstrations only
-        pytest.skip(f"lesson {lesson} has no exercises, so there is nothing to grade")
     report = grade.grade_submission(reference)
     assert report.score == report.out_of > 0, report.to_text()
     figures(f"grading lesson {lesson}'s reference (alone)", f"{report.seconds:.1f} s")

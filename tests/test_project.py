@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 
 # conda calls a few packages by other names than PyPI does.
 CONDA_TO_PYPI = {"pytorch": "torch"}
