@@ -15,7 +15,7 @@ def _lines(capsys) -> list[str]:
 
 def loop_over_images(maps, masks):
     scores = []
-    for m, k in zip(maps, masks):
+    for m, k in zip(maps, masks, strict=True):
         total = m.sum()
         scores.append(m[k].sum() / total if total > 0 else k.float().mean())
     return torch.stack(scores)
