@@ -48,7 +48,6 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check cbam tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
