@@ -11,43 +11,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from check_verdicts import assert_all_pass, assert_fails_with, assert_not_implemented, verdicts
 from torch import nn
 
 import cbam
 from cbam import ChannelAttention, SpatialAttention
 from cbam.checks.block import check_arrangements, check_cbam_block
-
-
-def verdicts(capsys) -> list[tuple[bool, str, str]]:
-    """The printed lines as (passed, description, hint)."""
-    found = []
-    for line in capsys.readouterr().out.splitlines():
-        mark, rest = line[0], line[2:]
-        _exercise, _, rest = rest.partition(": ")
-        description, _, hint = rest.partition(" — ")
-        found.append((mark == "✓", description, hint))
-    return found
-
-
-def assert_all_pass(passed: bool, capsys, count: int) -> None:
-    lines = verdicts(capsys)
-    assert passed is True, lines
-    assert len(lines) == count and all(ok for ok, _, _ in lines), lines
-
-
-def assert_fails_with(passed: bool, capsys, hint: str) -> None:
-    lines = verdicts(capsys)
-    assert passed is False
-    failed = [h for ok, _, h in lines if not ok]
-    assert failed, lines
-    assert any(hint in h for h in failed), f"no failing line says {hint!r}: {failed}"
-
-
-def assert_not_implemented(passed: bool, capsys) -> None:
-    lines = capsys.readouterr().out.splitlines()
-    assert passed is False
-    assert len(lines) == 1 and lines[0].startswith("✗") and "not implemented" in lines[0]
-
 
 # --- cbam-block: correct implementations -----------------------------------------------------
 

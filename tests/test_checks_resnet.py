@@ -13,6 +13,7 @@ from functools import cache, partial
 
 import pytest
 import torch
+from check_verdicts import assert_all_pass, assert_fails_with, assert_not_implemented, verdicts
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -21,38 +22,6 @@ import cbam.resnet
 from cbam.checks.resnet import check_attention_block, check_table4
 from cbam.counting import count_macs, count_params
 from cbam.resnet import resnet50
-
-
-def verdicts(capsys) -> list[tuple[bool, str, str]]:
-    """The printed lines as (passed, description, hint)."""
-    found = []
-    for line in capsys.readouterr().out.splitlines():
-        mark, rest = line[0], line[2:]
-        _exercise, _, rest = rest.partition(": ")
-        description, _, hint = rest.partition(" — ")
-        found.append((mark == "✓", description, hint))
-    return found
-
-
-def assert_all_pass(passed: bool, capsys, count: int) -> None:
-    lines = verdicts(capsys)
-    assert passed is True, lines
-    assert len(lines) == count and all(ok for ok, _, _ in lines), lines
-
-
-def assert_fails_with(passed: bool, capsys, hint: str) -> None:
-    lines = verdicts(capsys)
-    assert passed is False
-    failed = [h for ok, _, h in lines if not ok]
-    assert failed, lines
-    assert any(hint in h for h in failed), f"no failing line says {hint!r}: {failed}"
-
-
-def assert_not_implemented(passed: bool, capsys) -> None:
-    lines = capsys.readouterr().out.splitlines()
-    assert passed is False
-    assert len(lines) == 1 and lines[0].startswith("✗") and "not implemented" in lines[0]
-
 
 # --- attention-block -------------------------------------------------------------------------
 
