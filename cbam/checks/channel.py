@@ -210,6 +210,19 @@ def expect_gradients(module: nn.Module, x: Tensor, call: Callable[[Tensor], Tens
         raise CheckFailed(f"no gradient reaches {', '.join(stuck)}: is it used in forward?")
 
 
+def expect_input_gradient(pooling: Callable[[Tensor], object]) -> None:
+    """A gradient reaches the input of ``pooling`` through every tensor it returns."""
+    x = feature_map((2, 3, 4, 4), seed=2, requires_grad=True)
+    with torch.enable_grad():
+        out = pooling(x)
+        outputs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        if not all(output.requires_grad for output in outputs):
+            raise CheckFailed("cut off from autograd (.detach(), .item() or NumPy?)")
+        sum(output.sum() for output in outputs).backward()
+    if x.grad is None or not x.grad.abs().sum() > 0:
+        raise CheckFailed("no gradient reaches the input")
+
+
 # --- exercise "channel-descriptors" ---------------------------------------------------------
 
 
@@ -268,15 +281,6 @@ def _check_descriptor_values(channel_descriptors: Callable, shape: tuple[int, ..
     raise CheckFailed(f"max is not the maximum over H and W of x with shape {shape}")
 
 
-def _check_descriptor_gradients(channel_descriptors: Callable) -> None:
-    x = feature_map((2, 3, 4, 4), seed=2, requires_grad=True)
-    with torch.enable_grad():
-        avg, mx = channel_descriptors(x)
-        if not (avg.requires_grad and mx.requires_grad):
-            raise CheckFailed("cut off from autograd (.detach(), .item() or NumPy?)")
-        (avg.sum() + mx.sum()).backward()
-    if x.grad is None or not x.grad.abs().sum() > 0:
-        raise CheckFailed("no gradient reaches the input")
 
 
 def check_channel_descriptors(channel_descriptors: Callable) -> bool:
@@ -301,7 +305,7 @@ def check_channel_descriptors(channel_descriptors: Callable) -> bool:
             ),
             (
                 "gradients flow back to the input",
-                lambda: _check_descriptor_gradients(channel_descriptors),
+                lambda: expect_input_gradient(channel_descriptors),
             ),
         ],
     )
