@@ -281,8 +281,6 @@ def _check_descriptor_values(channel_descriptors: Callable, shape: tuple[int, ..
     raise CheckFailed(f"max is not the maximum over H and W of x with shape {shape}")
 
 
-
-
 def check_channel_descriptors(channel_descriptors: Callable) -> bool:
     """``channel_descriptors(x)`` returns ``(avg, max)``, each (N, C), pooled over H and W."""
     return run_isolated(
