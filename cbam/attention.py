@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cbam import cpu_kernel
+from cbam.tracing import compiling, transformed
 from cbam.validation import (
     check_choice,
     check_feature_map,
@@ -220,6 +222,9 @@ class CBAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(x, self.channel.channels, type(self).__name__)
+        if self.fused and self.spatial is not None and x.device.type == "cpu":
+            if cpu_kernel.applies(self, x, _is_same_conv(self.spatial.conv)):
+                return cpu_kernel.cbam_forward(self, x)
         if self.fused and _fused_training_applies(self, x):
             return _FusedChannelFirst.apply(x, self, *self.parameters())
         # Eq. 1 as written; _scale reuses the intermediate's memory when autograd allows it.
@@ -243,26 +248,15 @@ class CBAM(nn.Module):
 # fewer passes over memory, and the tests hold it to the plain computation.
 
 
-def _compiling() -> bool:
-    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
-    return bool(is_compiling and is_compiling())
-
-
-def _transformed() -> bool:
-    """Inside torch.func (vmap, grad, ...), which hand-written autograd Functions would break."""
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active and active())
-
-
 # The spatial gate's convolution: 2 maps in, 1 out. oneDNN, PyTorch's convolution on a CPU, is
 # slow for a single output channel, in backward most of all.
 
 
 def _spatial_conv(conv: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
     """``conv(pooled)``, through a faster route when ``conv`` is a plain "same" convolution."""
-    if pooled.device.type != "cpu" or not _is_same_conv(conv) or _transformed():
+    if pooled.device.type != "cpu" or not _is_same_conv(conv) or transformed():
         return conv(pooled)
-    if _compiling():
+    if compiling():
         return _conv_as_shifted_sums(pooled, conv.weight, conv.bias)
     return _SameConv.apply(pooled, conv.weight, conv.bias)
 
@@ -365,7 +359,7 @@ FUSED_MIN_ELEMENTS = 1 << 18
 
 def _fused_training_applies(block: CBAM, x: torch.Tensor) -> bool:
     """The fused path pays off only when autograd records; torch.compile fuses on its own."""
-    if not torch.is_grad_enabled() or _compiling() or _transformed():
+    if not torch.is_grad_enabled() or compiling() or transformed():
         return False
     if x.numel() < FUSED_MIN_ELEMENTS:
         return False

@@ -8,6 +8,10 @@ of a ``with`` block:
 ...     logits = model(images)
 >>> maps["layer1.0.attention.spatial"][0].shape   # one entry per forward call
 torch.Size([8, 1, 56, 56])
+
+On a CPU, a CBAM block whose gates are hooked runs its plain PyTorch code instead of its C
+kernel (``cbam.cpu_kernel``), which never calls the gates: the output is then the same up to
+float rounding (about 1e-7 relative), not to the bit.
 """
 
 from __future__ import annotations

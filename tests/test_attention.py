@@ -528,9 +528,10 @@ def test_channels_last_input_gives_the_same_values_and_keeps_its_layout(arrangem
         torch.testing.assert_close(got, want)
 
 
-def test_torch_compile_gives_the_same_output():
+@pytest.mark.parametrize("fused", [True, False], ids=["C kernel", "inductor's code"])
+def test_torch_compile_gives_the_same_output(fused):
     torch.manual_seed(22)
-    block = randomize(CBAM(16, 4, 5)).eval()
+    block = randomize(CBAM(16, 4, 5, fused=fused)).eval()
     x = torch.randn(2, 16, 6, 7)
     compiled = torch.compile(block, dynamic=False)
     with torch.no_grad():

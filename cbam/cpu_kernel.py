@@ -1,0 +1,312 @@
+"""CBAM's inference forward on a CPU as one C function, ``cpu_kernel.c``, built on first use.
+
+PyTorch runs a CBAM forward as a dozen operations, each a trip through the whole feature map.
+The C function makes only the three trips a CBAM forward needs (see lesson 07), and makes them
+one image at a time, so that the second and the third find the image still in the core's cache.
+
+``cbam.CBAM`` uses it by itself where it applies (``applies``): the paper's block, in float32 on
+a CPU, when autograd records nothing and no hook watches the block. Under ``torch.compile`` it
+is one opaque operator, ``torch.ops.cbam.cpu_forward``. The tests hold it to the plain code.
+
+It is compiled with the system's C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``: the
+kind torch.compile needs on a CPU too) and cached in ``$CBAM_CACHE_DIR`` (default
+``~/.cache/cbam``). Where that fails, ``unavailable_reason()`` says why and ``cbam.CBAM`` keeps
+to PyTorch operations. ``CBAM_CPU_KERNEL=0`` turns it off; ``CBAM(..., fused=False)`` too.
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cbam.tracing import compiling, transformed
+
+SOURCE = Path(__file__).with_name("cpu_kernel.c")
+# -march=native: the host's vector width. -fno-trapping-math: floating-point exceptions are never
+# read, and GCC vectorises no loop with a float comparison while it must keep them.
+PORTABLE_FLAGS = ("-O3", "-fno-trapping-math", "-shared", "-fPIC")
+FLAGS = ("-march=native", *PORTABLE_FLAGS)
+
+_reason: str | None = None  # why the library is unavailable, once a build was tried
+
+
+def cache_dir() -> Path:
+    if os.environ.get("CBAM_CACHE_DIR"):
+        return Path(os.environ["CBAM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cbam"
+
+
+def _compiler() -> str | None:
+    candidates = [os.environ.get("CC"), "cc", "gcc", "clang"]
+    return next((found for c in candidates if c and (found := shutil.which(c))), None)
+
+
+def _host() -> str:
+    """What a library built with -march=native depends on: one built elsewhere may not run here."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line for line in info if line.startswith(("flags", "Features"))), cpu)
+    except OSError:
+        pass
+    return f"{sys.platform} {platform.machine()} {cpu}"
+
+
+def _build(compiler: str) -> Path:
+    """Compile SOURCE into the cache (once per source, compiler and host); return its path."""
+    version = subprocess.run(
+        [compiler, "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), compiler, version, _host(), *FLAGS]).encode()
+    ).hexdigest()[:16]
+    folder = cache_dir()
+    target = folder / f"cpu_kernel-{key}.so"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    # Built under a temporary name and renamed: a process that loads the library at the same
+    # moment sees either nothing or the whole file.
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".so")
+    os.close(handle)
+    try:
+        errors = ""
+        for flags in (FLAGS, PORTABLE_FLAGS):  # some compilers know no -march=native
+            run = subprocess.run(
+                [compiler, *flags, "-o", temporary, str(SOURCE), "-lm"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if run.returncode == 0:
+                os.replace(temporary, target)
+                return target
+            errors = run.stderr.strip()
+        raise OSError(f"{compiler} could not compile {SOURCE.name}: {errors[-500:]}")
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, built on the first call; None where it cannot be (see the reason)."""
+    global _reason
+    if os.environ.get("CBAM_CPU_KERNEL", "1") == "0":
+        _reason = "turned off by CBAM_CPU_KERNEL=0"
+        return None
+    if sys.platform == "win32":
+        _reason = "not built on Windows"
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        _reason = "no C compiler found (set $CC, or install cc, gcc or clang)"
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except OSError as error:
+        _reason = str(error)
+        return None
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    lib.cbam_forward.restype = ctypes.c_int
+    lib.cbam_forward.argtypes = [pointer, pointer, size, size, size, size, size]
+    lib.cbam_forward.argtypes += [pointer, pointer, size, pointer, pointer, pointer, size, pointer]
+    return lib
+
+
+# Dynamo does not trace the build: it asks once, while compiling, and keeps the answer.
+@torch.compiler.assume_constant_result
+def available() -> bool:
+    return library() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel cannot be used here, or None if it can."""
+    return None if available() else _reason
+
+
+@functools.cache
+def _workers(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="cbam-cpu-kernel")
+
+
+def _address(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _problem(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor | None,
+    w2: torch.Tensor,
+    b2: torch.Tensor | None,
+    kernel: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+) -> str | None:
+    """What keeps these tensors from the kernel, which reads them as raw memory; None if nothing."""
+    tensors = [t for t in (x, w1, b1, w2, b2, kernel, conv_bias) if t is not None]
+    for t in tensors:
+        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+            return "contiguous float32 CPU tensors (NCHW for the input), got " + ", ".join(
+                f"{t.dtype} on {t.device} with strides {t.stride()}" for t in tensors
+            )
+    if x.dim() != 4 or w1.dim() != 2 or kernel.dim() != 4:
+        return (
+            "x (N, C, H, W), w1 (hidden, C) and kernel (1, 2, k, k), got shapes "
+            f"{tuple(x.shape)}, {tuple(w1.shape)} and {tuple(kernel.shape)}"
+        )
+    channels, hidden, k = x.shape[1], w1.shape[0], kernel.shape[-1]
+    expected = {
+        "w1": (w1, (hidden, channels)),
+        "b1": (b1, (hidden,)),
+        "w2": (w2, (channels, hidden)),
+        "b2": (b2, (channels,)),
+        "kernel": (kernel, (1, 2, k, k)),
+        "conv_bias": (conv_bias, (1,)),
+    }
+    wrong = [
+        f"{name} of shape {shape}, got {tuple(t.shape)}"
+        for name, (t, shape) in expected.items()
+        if t is not None and t.shape != shape
+    ]
+    if k % 2 == 0:
+        wrong.append(f"an odd kernel size, got {k}")
+    return f"for x of shape {tuple(x.shape)}: " + "; ".join(wrong) if wrong else None
+
+
+def _run(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor | None,
+    w2: torch.Tensor,
+    b2: torch.Tensor | None,
+    kernel: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """The paper's block with these weights on x: M_s(F') * F', F' = M_c(x) * x (Eq. 1-3)."""
+    lib = library()  # built, or found in the cache, on the first call
+    if lib is None:
+        raise RuntimeError(f"cbam's CPU kernel is unavailable: {_reason}")
+    problem = _problem(x, w1, b1, w2, b2, kernel, conv_bias)
+    if problem is not None:
+        raise ValueError(f"cbam's CPU kernel expects {problem}")
+    return _launch(lib, x, w1, b1, w2, b2, kernel, conv_bias)
+
+
+def _launch(lib: ctypes.CDLL, x: torch.Tensor, *weights: torch.Tensor | None) -> torch.Tensor:
+    """Run the checked tensors through the kernel, images split among torch's threads."""
+    w1, b1, w2, b2, kernel, conv_bias = weights
+    n, c, h, w = x.shape
+    out = torch.empty_like(x)
+    weights = (_address(w1), _address(b1), w1.shape[0], _address(w2), _address(b2))
+    weights += (_address(kernel), kernel.shape[-1], _address(conv_bias))
+
+    def images(first: int, last: int) -> int:
+        # ctypes lets go of the GIL during the call, so threads run images side by side.
+        return lib.cbam_forward(x.data_ptr(), out.data_ptr(), first, last, c, h, w, *weights)
+
+    threads = min(torch.get_num_threads(), n)
+    if threads <= 1:
+        failed = images(0, n)
+    else:
+        bounds = [n * i // threads for i in range(threads + 1)]
+        failed = any(_workers(threads).map(images, bounds[:-1], bounds[1:]))
+    if failed:
+        raise MemoryError("cbam's CPU kernel could not allocate its scratch memory")
+    return out
+
+
+def _register() -> Callable[..., torch.Tensor] | None:
+    """``torch.ops.cbam.cpu_forward``, an operator torch.compile can call; None before torch 2.2.
+
+    Registered by hand, not with torch.library.custom_op, whose wrapper costs more per call
+    than this block's smaller inputs take to compute.
+    """
+    register_fake = getattr(torch.library, "register_fake", None)  # torch >= 2.4
+    register_fake = register_fake or getattr(torch.library, "impl_abstract", None)
+    if register_fake is None:
+        return None
+    library = torch.library.Library("cbam", "DEF")
+    library.define(
+        "cpu_forward(Tensor x, Tensor w1, Tensor? b1, Tensor w2, Tensor? b2, Tensor kernel, "
+        "Tensor? conv_bias) -> Tensor"
+    )
+    library.impl("cpu_forward", _run, "CPU")
+    register_fake("cbam::cpu_forward")(lambda x, *weights: torch.empty_like(x))
+    _registrations.append(library)  # the registration lasts as long as this object
+    return torch.ops.cbam.cpu_forward.default
+
+
+_registrations: list[torch.library.Library] = []
+cpu_forward = _register()
+
+
+def _is_paper_mlp(mlp: nn.Module) -> bool:
+    return (
+        type(mlp) is nn.Sequential
+        and len(mlp) == 3
+        and type(mlp[0]) is nn.Linear
+        and type(mlp[1]) is nn.ReLU
+        and type(mlp[2]) is nn.Linear
+    )
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Hooks see the intermediate results of the plain code, which the kernel never makes."""
+    hooks = nn.modules.module
+    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def applies(block: nn.Module, x: torch.Tensor, conv_is_plain: bool) -> bool:
+    """Whether ``block`` (a cbam.CBAM) can run ``x`` through the kernel.
+
+    The paper's block (channel first, avg & max pooling, no BatchNorm, plain layers), float32
+    NCHW tensors on the CPU, nothing for autograd to record, no hooks and no torch.func
+    transform. ``conv_is_plain``: the spatial convolution is a plain "same" nn.Conv2d with one
+    output channel.
+    """
+    spatial, channel = block.spatial, block.channel
+    if x.device.type != "cpu" or spatial is None or not conv_is_plain:
+        return False
+    if block.arrangement != "channel-first" or channel.pool_types != ("avg", "max"):
+        return False
+    if not _is_paper_mlp(channel.mlp) or type(spatial.bn) is not nn.Identity:
+        return False
+    if not all(type(m) is nn.Sigmoid for m in (channel.gate, spatial.gate)):
+        return False
+    if torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in block.parameters())
+    ):
+        return False
+    if _hooked(block) or transformed():
+        return False
+    if _problem(x, *_weights(block)) is not None:
+        return False
+    return available() and (cpu_forward is not None or not compiling())
+
+
+def _weights(block: nn.Module) -> tuple[torch.Tensor | None, ...]:
+    first, second, conv = block.channel.mlp[0], block.channel.mlp[2], block.spatial.conv
+    return first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias
+
+
+def cbam_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` through the kernel; call only where ``applies`` says so."""
+    if compiling():
+        return cpu_forward(x, *_weights(block))
+    # In eager mode the operator's dispatch would only add time, and applies() has checked.
+    return _launch(library(), x, *_weights(block))

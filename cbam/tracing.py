@@ -1,0 +1,19 @@
+"""Whether code runs under torch.compile's tracing or a torch.func transform.
+
+Some routes in ``cbam`` are only for plain eager execution (hand-written autograd Functions,
+calls into C); these tell them when to step aside.
+"""
+
+import torch
+
+
+def compiling() -> bool:
+    """Inside torch.compile's tracing (Dynamo)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
+
+
+def transformed() -> bool:
+    """Inside torch.func (vmap, grad, ...), which hand-written autograd Functions would break."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active and active())
