@@ -1,7 +1,7 @@
 """How fast is ``cbam.CBAM``? Timed side by side with a naive version, a copy and torch.compile.
 
     python -m cbam.bench                      # or: cbam-course bench
-    python -m cbam.bench --shape 8 64 56 56 --repeats 50
+    python -m cbam.bench --shape 8 64 56 56 --repeats 50 --block 10
 
 CBAM does almost no arithmetic; its time goes into reading and writing the feature map. So it is
 compared with:
@@ -13,8 +13,9 @@ compared with:
   ``torch.max`` with its indices), holding the same weights;
 * ``torch.compile(cbam.CBAM)``, which fuses the passes over memory.
 
-Every candidate is timed once per round, the candidates take turns within a round, and the
-median over rounds is reported: on a shared machine a burst of load then hits all of them alike.
+Every candidate is timed for a block of calls per round, the candidates take turns within a
+round, and the median over rounds is reported: on a shared machine a burst of load then hits all
+of them alike.
 By default one thread runs, timed by its own CPU time, and freed memory stays in the process
 (see ``keep_freed_memory``); the ``faults`` columns count the page faults per call. Only the
 ratios mean something; absolute times depend on the machine and its load.
@@ -23,6 +24,7 @@ ratios mean something; absolute times depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
 import ctypes.util
 import statistics
@@ -130,13 +132,17 @@ def interleaved_times(
     candidates: dict[str, Callable[[], object]],
     rounds: int,
     *,
+    block: int = 5,
     warmup: int = 3,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Median seconds per call and mean page faults per call of each candidate.
 
-    Each round calls every candidate once; the order rotates from round to round so that no
-    candidate always runs right after the same neighbour.
+    Each round times a block of ``block`` calls of every candidate in turn; the order rotates
+    from round to round so that no candidate always runs right after the same neighbour. Within
+    a block a candidate finds the caches as its own previous call left them, as it would in a
+    loop of its own: a single call right after another candidate would also pay for refilling
+    what that one evicted.
     """
     names = list(candidates)
     for name in names:
@@ -147,13 +153,15 @@ def interleaved_times(
     for round_ in range(rounds):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
+            call = candidates[name]
             faults_before = _page_faults()
             start = clock()
-            candidates[name]()
-            times[name].append(clock() - start)
+            for _ in range(block):
+                call()
+            times[name].append((clock() - start) / block)
             faults[name] += _page_faults() - faults_before
     medians = {name: statistics.median(values) for name, values in times.items()}
-    return medians, {name: faults[name] / rounds for name in names}
+    return medians, {name: faults[name] / (rounds * block) for name in names}
 
 
 def _inference(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> Callable[[], object]:
@@ -177,15 +185,26 @@ def bench_shape(
     shape: Sequence[int],
     rounds: int,
     *,
+    block_calls: int = 5,
     compile_: bool = True,
     clock: Callable[[], float] = time.perf_counter,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Times for one input shape: {"forward": {...}, "train": {...}, "faults": {...}}."""
+    """Seconds per call for one input shape, and page faults per call.
+
+    Three groups, each timed in rounds of its own: "forward" (x.clone(), the naive version and
+    cbam.CBAM with and without its C kernel), "floor" (x.clone(), cbam.CBAM and cbam.CBAM under
+    torch.compile; empty without ``compile_``) and "train" (forward+backward of the naive version
+    and cbam.CBAM). The compiled module is kept away from the naive version: the many large
+    temporaries that one allocates and frees leave the caches and the allocator in a state that
+    slows whoever runs next, and a compiled call, with more fixed work per call, most of all.
+    """
     torch.manual_seed(seed)
     n, c, h, w = shape
     block = CBAM(c).eval()
     naive = NaiveCBAM.from_cbam(block).eval()
+    torch_ops = copy.deepcopy(block)
+    torch_ops.fused = False  # no C kernel: what PyTorch's own operations make of the same block
     x = torch.randn(n, c, h, w)
     with torch.no_grad():  # the comparison is only fair if both compute the same thing
         torch.testing.assert_close(block(x), naive(x), rtol=1e-4, atol=1e-5)
@@ -194,15 +213,24 @@ def bench_shape(
         "x.clone()": lambda: x.clone(),
         "naive": _inference(naive, x),
         "cbam.CBAM": _inference(block, x),
+        "  fused=False": _inference(torch_ops, x),
     }
+    forward_times, forward_faults = interleaved_times(
+        forward, rounds, block=block_calls, clock=clock
+    )
+    floor_times, floor_faults = {}, {}
     if compile_:
         compiled = torch.compile(block, dynamic=False)
         start = time.perf_counter()
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), block(x), rtol=1e-4, atol=1e-5)
         print(f"  (torch.compile took {time.perf_counter() - start:.0f} s)", flush=True)
-        forward["cbam.CBAM compiled"] = _inference(compiled, x)
-    forward_times, forward_faults = interleaved_times(forward, rounds, clock=clock)
+        floor = {
+            "x.clone()": forward["x.clone()"],
+            "cbam.CBAM": forward["cbam.CBAM"],
+            "cbam.CBAM compiled": _inference(compiled, x),
+        }
+        floor_times, floor_faults = interleaved_times(floor, rounds, block=block_calls, clock=clock)
 
     x_train = x.clone().requires_grad_()
     grad = torch.randn_like(x)
@@ -210,11 +238,13 @@ def bench_shape(
         "naive": _training_step(naive.train(), x_train, grad),
         "cbam.CBAM": _training_step(block.train(), x_train, grad),
     }
-    train_times, train_faults = interleaved_times(train, rounds, clock=clock)
+    train_times, train_faults = interleaved_times(train, rounds, block=block_calls, clock=clock)
     return {
         "forward": forward_times,
+        "floor": floor_times,
         "train": train_times,
         "forward_faults": forward_faults,
+        "floor_faults": floor_faults,
         "train_faults": train_faults,
     }
 
@@ -236,8 +266,9 @@ def goals(result: dict[str, dict[str, float]]) -> list[tuple[str, float, bool]]:
             train_ratio <= GOAL_TRAIN_RATIO,
         ),
     ]
-    if "cbam.CBAM compiled" in fwd:
-        compiled = fwd["cbam.CBAM compiled"] / fwd["x.clone()"]
+    floor = result["floor"]
+    if floor:
+        compiled = floor["cbam.CBAM compiled"] / floor["x.clone()"]
         rows.append(
             (
                 f"compiled forward <= {GOAL_COMPILED_VS_CLONE:g}x x.clone()",
@@ -266,6 +297,14 @@ def format_result(result: dict[str, dict[str, float]]) -> str:
                 f"{result['train_faults'][name]:>8.0f}"
             )
         lines.append(line)
+    if result["floor"]:
+        lines.append("  against the memory floor, in rounds of their own:")
+        floor_clone = result["floor"]["x.clone()"]
+        for name, seconds in result["floor"].items():
+            lines.append(
+                f"  {name:<20}{seconds * 1e3:>11.3f}{seconds / floor_clone:>9.2f}{'':>9}"
+                f"{result['floor_faults'][name]:>8.0f}"
+            )
     lines.append("  goals:")
     for description, ratio, met in goals(result):
         lines.append(f"    {description:<44} {ratio:6.2f}x  {'met' if met else 'NOT MET'}")
@@ -292,7 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--repeats",
         type=int,
         default=30,
-        help="rounds; each times every candidate once (default: 30)",
+        help="rounds; each times every candidate for a block of calls (default: 30)",
+    )
+    parser.add_argument(
+        "--block", type=int, default=5, help="calls per candidate per round (default: 5)"
     )
     parser.add_argument(
         "--threads",
@@ -333,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.block < 1:
+        parser.error(f"--block must be >= 1, got {args.block}")
     if args.threads < 0:
         parser.error(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -346,13 +390,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory = "freed memory kept" if kept else "freed memory returned to the system"
     print(
         f"torch {torch.__version__}, {threads} thread(s), {clock_name} clock, {memory}, median "
-        f"of {args.repeats} interleaved rounds; faults = page faults per call"
+        f"of {args.repeats} interleaved rounds of {args.block} calls each; faults = page faults "
+        "per call"
     )
     all_met = True
     for shape in shapes:
         print(f"\nshape {tuple(shape)}, float32", flush=True)
         result = bench_shape(
-            shape, args.repeats, compile_=not args.no_compile, clock=CLOCKS[clock_name]
+            shape,
+            args.repeats,
+            block_calls=args.block,
+            compile_=not args.no_compile,
+            clock=CLOCKS[clock_name],
         )
         print(format_result(result), flush=True)
         all_met &= all(met for _, _, met in goals(result))

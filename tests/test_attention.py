@@ -604,6 +604,27 @@ def test_bench_command_prints_the_table_and_the_goals(capsys):
         assert text in out
 
 
+def test_bench_times_the_compiled_module_against_the_floor(capsys):
+    from cbam.bench import main
+
+    assert main(["--shape", "1", "16", "6", "6", "--repeats", "2", "--block", "2"]) == 0
+    out = capsys.readouterr().out
+    floor = out.split("against the memory floor")[1]
+    for text in ("x.clone()", "cbam.CBAM compiled", "compiled forward <= 2.5x x.clone()"):
+        assert text in floor
+    assert "rounds of 2 calls each" in out
+
+
+@pytest.mark.parametrize("option", ["--repeats", "--block"])
+def test_bench_command_rejects_a_count_below_one(option, capsys):
+    from cbam.bench import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([option, "0"])
+    assert exit_info.value.code == 2
+    assert f"{option} must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_bench_command_rejects_a_bad_shape(capsys):
     from cbam.bench import main
 
