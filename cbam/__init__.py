@@ -6,7 +6,6 @@
 torch.Size([2, 64, 32, 32])
 """
 
-from cbam import cpu_kernel
 from cbam.attention import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation
 from cbam.counting import count_macs, count_params, macs_by_module
 from cbam.maps import record_attention

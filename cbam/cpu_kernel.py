@@ -23,8 +23,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ PORTABLE_FLAGS = ("-O3", "-fno-trapping-math", "-shared", "-fPIC")
 FLAGS = ("-march=native", *PORTABLE_FLAGS)
 
 _reason: str | None = None  # why the library is unavailable, once a build was tried
+_refusal: str | None = None  # set by refused()
 
 
 def cache_dir() -> Path:
@@ -126,6 +128,18 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
+@contextmanager
+def refused(reason: str) -> Iterator[None]:
+    """Within the block the kernel refuses to run, with ``RuntimeError(reason)``, and cbam.CBAM
+    keeps to its plain code: for checking code that must compute CBAM by itself."""
+    global _refusal
+    before, _refusal = _refusal, reason
+    try:
+        yield
+    finally:
+        _refusal = before
+
+
 # Dynamo does not trace the build: it asks once, while compiling, and keeps the answer.
 @torch.compiler.assume_constant_result
 def available() -> bool:
@@ -207,6 +221,8 @@ def _run(
 
 def _launch(lib: ctypes.CDLL, x: torch.Tensor, *weights: torch.Tensor | None) -> torch.Tensor:
     """Run the checked tensors through the kernel, images split among torch's threads."""
+    if _refusal is not None:
+        raise RuntimeError(_refusal)
     w1, b1, w2, b2, kernel, conv_bias = weights
     n, c, h, w = x.shape
     out = torch.empty_like(x)
@@ -292,7 +308,7 @@ def applies(block: nn.Module, x: torch.Tensor, conv_is_plain: bool) -> bool:
         x.requires_grad or any(p.requires_grad for p in block.parameters())
     ):
         return False
-    if _hooked(block) or transformed():
+    if _hooked(block) or transformed() or _refusal is not None:
         return False
     if _problem(x, *_weights(block)) is not None:
         return False
@@ -309,4 +325,6 @@ def cbam_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if compiling():
         return cpu_forward(x, *_weights(block))
     # In eager mode the operator's dispatch would only add time, and applies() has checked.
-    return _launch(library(), x, *_weights(block))
+    # The profiler still sees the call under the operator's name.
+    with torch.profiler.record_function("cbam::cpu_forward"):
+        return _launch(library(), x, *_weights(block))

@@ -35,6 +35,20 @@ def test_calling_the_block_is_refused(capsys):
     assert "calls block(x)" in capsys.readouterr().out
 
 
+def test_calling_the_c_kernel_is_refused(capsys):
+    from cbam import cpu_kernel
+
+    def through_the_kernel(block, x):
+        mlp, conv = block.channel.mlp, block.spatial.conv
+        weights = (mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias, conv.weight, None)
+        return torch.ops.cbam.cpu_forward(x, *weights)
+
+    assert check_fast_cbam(through_the_kernel) is False
+    assert "calls cbam's C kernel" in capsys.readouterr().out
+    assert check_fast_cbam(cpu_kernel.cbam_forward) is False
+    assert "calls cbam's C kernel" in capsys.readouterr().out
+
+
 def test_changing_the_input_in_place_is_named(capsys):
     def in_place(block, x):
         y = x.mul_(_channel_gate(block, x))

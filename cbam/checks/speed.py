@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from cbam import cpu_kernel
 from cbam.attention import CBAM
 from cbam.checks.report import CheckFailed, expect_close, run_checks
 
@@ -48,7 +49,11 @@ def _run(fast_cbam: Callable, block: CBAM, x: torch.Tensor) -> tuple[torch.Tenso
     with torch.no_grad():
         expected = block(x)
         _forbid_block_call(block)
-        out = fast_cbam(block, x)
+        with cpu_kernel.refused(
+            "fast_cbam calls cbam's C kernel; compute the forward yourself from "
+            "block.channel.mlp and block.spatial.conv"
+        ):
+            out = fast_cbam(block, x)
     if out is None:
         raise CheckFailed("fast_cbam returned None; return the refined feature map")
     return out, expected
