@@ -81,19 +81,38 @@ static void row_sum_max(const float *restrict row, int64_t len, float *sum_out, 
     *max_out = isnan(s) ? s : m; /* a NaN in the row makes the sum NaN; amax gives NaN too */
 }
 
-/* One MLP branch, W2 relu(W1 d + b1) + b2, added into logits. */
-static void mlp_branch(const float *d, int64_t channels, int64_t hidden, const float *w1,
-                       const float *b1, const float *w2, const float *b2, float *h,
-                       float *logits) {
+/* a . b, in LANES partial sums like row_sum_max: with many channels the MLP's dot products
+ * would otherwise take longer than all the passes over the image. */
+static float dot(const float *restrict a, const float *restrict b, int64_t len) {
+    vec sum = {0};
+    int64_t i = 0;
+    for (; i + LANES <= len; i += LANES) sum += load(a + i) * load(b + i);
+    float s = 0.0f;
+    for (; i < len; i++) s += a[i] * b[i];
+    for (int64_t j = 0; j < LANES; j++) s += sum[j];
+    return s;
+}
+
+/* Channel gates (Eq. 2) of `images` images from their descriptors avg, max (images x C):
+ * gate = sigmoid((W2 relu(W1 avg + b1) + b2) + (W2 relu(W1 max + b1) + b2)). Each row of a
+ * weight matrix is read once for all the images and both descriptors: with many channels the
+ * weights outweigh a small image. h: scratch for 2 x images x hidden values. */
+static void channel_gates(const float *avg, const float *max, int64_t images, int64_t channels,
+                          int64_t hidden, const float *w1, const float *b1, const float *w2,
+                          const float *b2, float *h, float *gate) {
+    float *h_avg = h, *h_max = h + images * hidden;
     for (int64_t j = 0; j < hidden; j++) {
-        float acc = b1 ? b1[j] : 0.0f;
-        for (int64_t c = 0; c < channels; c++) acc += w1[j * channels + c] * d[c];
-        h[j] = relu(acc);
+        const float *row = w1 + j * channels, bias = b1 ? b1[j] : 0.0f;
+        for (int64_t i = 0; i < images; i++) {
+            h_avg[i * hidden + j] = relu(bias + dot(row, avg + i * channels, channels));
+            h_max[i * hidden + j] = relu(bias + dot(row, max + i * channels, channels));
+        }
     }
     for (int64_t c = 0; c < channels; c++) {
-        float acc = b2 ? b2[c] : 0.0f;
-        for (int64_t j = 0; j < hidden; j++) acc += w2[c * hidden + j] * h[j];
-        logits[c] += acc;
+        const float *row = w2 + c * hidden, bias = b2 ? b2[c] : 0.0f;
+        for (int64_t i = 0; i < images; i++)
+            gate[i * channels + c] = sigmoid((bias + dot(row, h_avg + i * hidden, hidden)) +
+                                             (bias + dot(row, h_max + i * hidden, hidden)));
     }
 }
 
@@ -171,53 +190,66 @@ static void gate_row(const float *restrict row, float gate, const float *restric
 /* Images first..last-1 of x (N, C, H, W) into out. w1 (hidden, C), w2 (C, hidden): the shared
  * MLP; b1, b2 may be NULL. kernel (2, k, k): the spatial convolution, k odd, zero padding k / 2;
  * conv_bias may be NULL. Returns 0, or 1 when scratch memory could not be allocated. */
+/* Images in a group whose channel gates are computed together: as many as fit in
+ * GROUP_BYTES, which most cores' L2 caches hold, so that the passes after the gates still find
+ * each image in cache; at least one. */
+#define GROUP_BYTES (1 << 20)
+
+/* Images first..last-1 of x (N, C, H, W) into out. w1 (hidden, C), w2 (C, hidden): the shared
+ * MLP; b1, b2 may be NULL. kernel (2, k, k): the spatial convolution, k odd, zero padding k / 2;
+ * conv_bias may be NULL. Returns 0, or 1 when scratch memory could not be allocated. */
 int cbam_forward(const float *x, float *out, int64_t first, int64_t last, int64_t channels,
                  int64_t height, int64_t width, const float *w1, const float *b1, int64_t hidden,
                  const float *w2, const float *b2, const float *kernel, int64_t k,
                  const float *conv_bias) {
     const int64_t hw = height * width, pad = k / 2;
+    const int64_t image_bytes = channels * hw * (int64_t)sizeof(float);
+    const int64_t group = image_bytes >= GROUP_BYTES ? 1 : GROUP_BYTES / image_bytes;
     /* The padded maps are wide enough for whole vectors of outputs: the convolution computes a
      * few outputs past the right edge from the zeros there, and drops them. */
     const int64_t padded_w = (width + LANES - 1) / LANES * LANES + 2 * pad;
     const int64_t padded_hw = (height + CONV_ROWS - 1 + 2 * pad) * padded_w;
-    float *scratch = malloc(sizeof(float) * (4 * channels + hidden + 2 * padded_hw + 3 * hw));
+    float *scratch = malloc(sizeof(float) *
+                           (group * (3 * channels + 2 * hidden) + 2 * padded_hw + 3 * hw));
     if (!scratch) return 1;
-    float *avg = scratch, *max = avg + channels, *logits = max + channels, *gate = logits + channels;
-    float *h = gate + channels, *padded = h + hidden;
+    float *avg = scratch, *max = avg + group * channels, *gates = max + group * channels;
+    float *h = gates + group * channels, *padded = h + 2 * group * hidden;
     float *chan_sum = padded + 2 * padded_hw, *chan_max = chan_sum + hw, *spatial = chan_max + hw;
     memset(padded, 0, sizeof(float) * 2 * padded_hw); /* the zero border stays zero */
 
-    for (int64_t n = first; n < last; n++) {
-        const float *image = x + n * channels * hw;
+    for (int64_t n0 = first; n0 < last; n0 += group) {
+        const int64_t images = last - n0 < group ? last - n0 : group;
 
-        /* Channel gate (Eq. 2): average and maximum of each channel, one shared MLP. */
-        for (int64_t c = 0; c < channels; c++) {
-            row_sum_max(image + c * hw, hw, &avg[c], &max[c]);
-            avg[c] /= (float)hw;
-            logits[c] = 0.0f;
+        /* Channel gates (Eq. 2): average and maximum of each channel, one shared MLP. */
+        for (int64_t i = 0; i < images * channels; i++) {
+            row_sum_max(x + n0 * channels * hw + i * hw, hw, &avg[i], &max[i]);
+            avg[i] /= (float)hw;
         }
-        mlp_branch(avg, channels, hidden, w1, b1, w2, b2, h, logits);
-        mlp_branch(max, channels, hidden, w1, b1, w2, b2, h, logits);
-        for (int64_t c = 0; c < channels; c++) gate[c] = sigmoid(logits[c]);
+        channel_gates(avg, max, images, channels, hidden, w1, b1, w2, b2, h, gates);
 
-        /* Mean and maximum over channels of the gated image. */
-        pool_channels(image, gate, channels, hw, chan_sum, chan_max);
+        for (int64_t n = n0; n < n0 + images; n++) {
+            const float *image = x + n * channels * hw, *gate = gates + (n - n0) * channels;
 
-        /* Spatial gate (Eq. 3): the k x k convolution over the zero-padded [mean; max]. */
-        for (int64_t y = 0; y < height; y++)
-            for (int64_t x_ = 0; x_ < width; x_++) {
-                const int64_t i = y * width + x_, p = (y + pad) * padded_w + x_ + pad;
-                padded[p] = chan_sum[i] / (float)channels;
-                padded[padded_hw + p] = isnan(chan_sum[i]) ? chan_sum[i] : chan_max[i];
-            }
-        for (int64_t y = 0; y < height; y += CONV_ROWS)
-            conv_rows(padded + y * padded_w, padded_hw, padded_w, kernel, k,
-                      conv_bias ? conv_bias[0] : 0.0f,
-                      height - y < CONV_ROWS ? height - y : CONV_ROWS, width, spatial + y * width);
-        sigmoid_map(spatial, hw);
+            /* Mean and maximum over channels of the gated image. */
+            pool_channels(image, gate, channels, hw, chan_sum, chan_max);
 
-        for (int64_t c = 0; c < channels; c++)
-            gate_row(image + c * hw, gate[c], spatial, hw, out + (n * channels + c) * hw);
+            /* Spatial gate (Eq. 3): the k x k convolution over the zero-padded [mean; max]. */
+            for (int64_t y = 0; y < height; y++)
+                for (int64_t x_ = 0; x_ < width; x_++) {
+                    const int64_t i = y * width + x_, p = (y + pad) * padded_w + x_ + pad;
+                    padded[p] = chan_sum[i] / (float)channels;
+                    padded[padded_hw + p] = isnan(chan_sum[i]) ? chan_sum[i] : chan_max[i];
+                }
+            for (int64_t y = 0; y < height; y += CONV_ROWS)
+                conv_rows(padded + y * padded_w, padded_hw, padded_w, kernel, k,
+                          conv_bias ? conv_bias[0] : 0.0f,
+                          height - y < CONV_ROWS ? height - y : CONV_ROWS, width,
+                          spatial + y * width);
+            sigmoid_map(spatial, hw);
+
+            for (int64_t c = 0; c < channels; c++)
+                gate_row(image + c * hw, gate[c], spatial, hw, out + (n * channels + c) * hw);
+        }
     }
     free(scratch);
     return 0;
