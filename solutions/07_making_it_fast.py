@@ -8,7 +8,8 @@
 #
 # This lesson measures the gap, finds where the time goes with the profiler, works out the
 # least time a CBAM forward can take, and measures how much of the distance to that floor a
-# leaner forward, `torch.compile` and another memory layout recover.
+# leaner forward, `torch.compile`, a kernel written for the job and another memory layout
+# recover.
 #
 # Every speed in this lesson is a **ratio of two times measured side by side in one run**. An
 # absolute time says more about the machine (and who else is using it) than about the code.
@@ -60,7 +61,12 @@ def side_by_side(versions, *args, rounds=3):
 # paper's Table 4). These numbers do not depend on the machine.
 
 # %%
-plain, with_cbam = resnet50().eval(), resnet50(attention="cbam").eval()
+def cbam_as_pytorch_ops(channels):
+    """CBAM blocks that run PyTorch operations only (fused=False); the last section says why."""
+    return cbam.CBAM(channels, fused=False)
+
+
+plain, with_cbam = resnet50().eval(), resnet50(attention=cbam_as_pytorch_ops).eval()
 macs_plain, macs_cbam = count_macs(plain), count_macs(with_cbam)
 attention_macs = sum(macs for name, macs in macs_by_module(with_cbam).items()
                      if name.endswith(".attention"))
@@ -134,7 +140,7 @@ print(prof.key_averages().table(sort_by=sort_by, row_limit=12))
 # weights of a `cbam.CBAM` so that all versions compute the same function:
 
 # %%
-block = cbam.CBAM(FEATURES[1]).eval()
+block = cbam.CBAM(FEATURES[1], fused=False).eval()  # PyTorch operations only, as above
 
 
 def seed_style_cbam(block, x):
@@ -208,7 +214,7 @@ check_fast_cbam(fast_cbam)
 # %% tags=["nbval-ignore-output"]
 block = block.to(DEVICE)
 features = torch.randn(FEATURES, device=DEVICE)
-versions = {"seed-style": lambda x: seed_style_cbam(block, x), "cbam.CBAM": block}
+versions = {"seed-style": lambda x: seed_style_cbam(block, x), "cbam.CBAM (PyTorch ops)": block}
 try:
     with torch.no_grad():
         fast_cbam(block, features[:1])
@@ -217,16 +223,16 @@ except NotImplementedError:
     print("fast_cbam is not written yet, so it is left out of the timings")
 times = side_by_side({"x.clone()": torch.clone} | versions, features)
 t_clone = times.pop("x.clone()")
-print(f"{'x.clone()':>18}: 1.00  (the floor for CBAM is about 2)")
+print(f"{'x.clone()':>23}: 1.00  (the floor for CBAM is about 2)")
 for name, seconds in times.items():
-    print(f"{name:>18}: {seconds / t_clone:.2f}")
+    print(f"{name:>23}: {seconds / t_clone:.2f}")
 
 # %% [markdown]
-# `cbam.CBAM` is written along the same lines as the exercise, so your version should land close
-# to it, and both well below the seed's. Yet every eager version stays far above the floor
-# of 2: each PyTorch operation is its own trip to memory, with overhead of its own (launching a
-# kernel, allocating its output). Rewriting with other PyTorch operations cannot remove that;
-# operations have to be *fused*, several computed in one trip.
+# `cbam.CBAM`'s PyTorch code is written along the same lines as the exercise, so your version
+# should land close to it, and both well below the seed's. Yet every version built from PyTorch
+# operations stays far above the floor of 2: each operation is its own trip to memory, with
+# overhead of its own (launching a kernel, allocating its output). Rewriting with other
+# operations cannot remove that; operations have to be *fused*, several computed in one trip.
 
 # %% [markdown]
 # ## `torch.compile`: fusion
@@ -249,6 +255,44 @@ try:
           f"(eager cbam.CBAM: {pair['eager'] / pair['x.clone()']:.2f}, in the same rounds)")
 except Exception as error:  # e.g. no C++ compiler on this machine
     print(f"torch.compile is not available here: {type(error).__name__}: {error}")
+
+# %% [markdown]
+# ## A kernel written for the job
+#
+# Inductor fuses, but its loops for the mean and maximum over channels read, for each group of
+# positions, one value from every channel: far-apart addresses that the hardware prefetches
+# badly. On a CPU, `cbam.CBAM` itself does better: without gradients it hands the whole forward
+# to a small C function (`cbam/cpu_kernel.c`, compiled with the system's C compiler on first
+# use) that makes the three passes of the floor and nothing else, along contiguous memory, and
+# **one image at a time**. An image of a ResNet's first stage (64 × 56 × 56 floats, 800 kB)
+# fits in a core's L2 cache, so the second and third reads find it there rather than in
+# memory: the floor of 2 assumed every read goes to memory, and the kernel can get below it.
+#
+# Where it cannot help (training, hooks such as `record_attention`'s, other dtypes or layouts,
+# a GPU) the block runs the PyTorch code timed above; tests hold the two to the same output.
+
+# %% tags=["nbval-ignore-output"]
+kernel_block = cbam.CBAM(FEATURES[1]).to(DEVICE).eval()
+kernel_block.load_state_dict(block.state_dict())  # the same weights as `block`
+if DEVICE.type == "cpu" and cbam.cpu_kernel.available():
+    with torch.no_grad():
+        same = torch.allclose(kernel_block(features), block(features), atol=1e-5)
+    print("same output as the PyTorch operations:", same)
+    kernel_times = side_by_side({"x.clone()": torch.clone, "PyTorch ops": block,
+                                 "C kernel": kernel_block}, features)
+    for name in ("PyTorch ops", "C kernel"):
+        ratio = kernel_times[name] / kernel_times["x.clone()"]
+        print(f"cbam.CBAM, {name:>11}: {ratio:.2f} x clone")
+    # The ResNet-50 of the first section once more, beside the same network on the kernel.
+    with_kernel = resnet50(attention="cbam").eval()
+    nets = side_by_side({"plain": plain, "PyTorch ops": with_cbam, "C kernel": with_kernel},
+                        images)
+    for name in ("PyTorch ops", "C kernel"):
+        share = 100 * (nets[name] - nets["plain"]) / nets[name]
+        print(f"CBAM's share of ResNet-50's time, {name:>11}: {share:5.2f} %")
+else:
+    reason = cbam.cpu_kernel.unavailable_reason() or f"it is for CPUs; this runs on {DEVICE}"
+    print(f"cbam.CBAM's C kernel does not run here: {reason}")
 
 # %% [markdown]
 # ## `channels_last`
@@ -285,5 +329,8 @@ print(f"cbam.CBAM, NCHW: {layouts['CBAM NCHW'] / layouts['clone NCHW']:.2f} x cl
 # * **In-place operations during training.** `y.mul_(...)` in the exercise is safe only without
 #   gradients: autograd needs `y` to differentiate the spatial gate, and refuses to run
 #   backward through a tensor changed in place.
+# * **A fast path with no slow one beside it.** `cbam.CBAM`'s C kernel and its hand-written
+#   backward pass each sit next to the plain code they replace, and tests compare the two on
+#   many shapes. Speed that nothing checks against a reference is speed at an unknown price.
 # * **Optimising what does not matter.** Profile first: at the resolutions of the last ResNet
 #   stage CBAM's share of time is small; in the early, high-resolution stages it is largest.
