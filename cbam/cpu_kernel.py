@@ -140,10 +140,13 @@ def refused(reason: str) -> Iterator[None]:
         _refusal = before
 
 
-# Dynamo does not trace the build: it asks once, while compiling, and keeps the answer.
-@torch.compiler.assume_constant_result
 def available() -> bool:
     return library() is not None
+
+
+# Dynamo does not trace the build: it asks once, while compiling, and keeps the answer.
+_constant = getattr(torch.compiler, "assume_constant_result", None)
+available = _constant(available) if _constant else available
 
 
 def unavailable_reason() -> str | None:
