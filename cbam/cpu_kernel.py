@@ -163,17 +163,11 @@ def _address(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _problem(
-    x: torch.Tensor,
-    w1: torch.Tensor,
-    b1: torch.Tensor | None,
-    w2: torch.Tensor,
-    b2: torch.Tensor | None,
-    kernel: torch.Tensor,
-    conv_bias: torch.Tensor | None,
-) -> str | None:
-    """What keeps these tensors from the kernel, which reads them as raw memory; None if nothing."""
-    tensors = [t for t in (x, w1, b1, w2, b2, kernel, conv_bias) if t is not None]
+def _problem(x: torch.Tensor, *weights: torch.Tensor | None) -> str | None:
+    """What keeps these tensors (``_run``'s arguments) from the kernel, which reads them as raw
+    memory; None if nothing."""
+    w1, b1, w2, b2, kernel, conv_bias = weights
+    tensors = [t for t in (x, *weights) if t is not None]
     for t in tensors:
         if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
             return "contiguous float32 CPU tensors (NCHW for the input), got " + ", ".join(
