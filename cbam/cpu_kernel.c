@@ -1,5 +1,5 @@
 /* CBAM's inference forward on a CPU (float32, NCHW, contiguous): the paper's block, channel
- * attention then spatial attention, fused into one pass per image.
+ * attention then spatial attention, as one function that works image by image.
  *
  * The three reads of an image that any CBAM forward needs (global pooling, pooling over
  * channels, the final product) are done one image at a time, so the second and the third find
