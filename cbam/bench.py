@@ -8,10 +8,12 @@ compared with:
 
 * ``x.clone()``: one read and one write of the input. A CBAM forward must read the input at
   least three times (global pooling, channel pooling, the final product) and write it once, so
-  about twice a clone is the floor;
+  about twice a clone is the floor when every read goes to memory;
 * ``NaiveCBAM``: CBAM written the straightforward way (adaptive pooling layers, two MLP calls,
   ``torch.max`` with its indices), holding the same weights;
-* ``torch.compile(cbam.CBAM)``, which fuses the passes over memory.
+* ``cbam.CBAM(fused=False)``: the same block as PyTorch operations only, without the C kernel
+  (``cbam.cpu_kernel``) that ``cbam.CBAM`` runs on a CPU;
+* ``torch.compile(cbam.CBAM)``, where the kernel is one operator in the compiled graph.
 
 Every candidate is timed for a block of calls per round, the candidates take turns within a
 round, and the median over rounds is reported: on a shared machine a burst of load then hits all
