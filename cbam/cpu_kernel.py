@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cbam.tracing import compiling, transformed
+from cbam.tracing import compiling, exporting, transformed
 
 SOURCE = Path(__file__).with_name("cpu_kernel.c")
 # -march=native: the host's vector width. -fno-trapping-math: floating-point exceptions are never
@@ -288,9 +288,9 @@ def applies(block: nn.Module, x: torch.Tensor, conv_is_plain: bool) -> bool:
     """Whether ``block`` (a cbam.CBAM) can run ``x`` through the kernel.
 
     The paper's block (channel first, avg & max pooling, no BatchNorm, plain layers), float32
-    NCHW tensors on the CPU, nothing for autograd to record, no hooks and no torch.func
-    transform. ``conv_is_plain``: the spatial convolution is a plain "same" nn.Conv2d with one
-    output channel.
+    NCHW tensors on the CPU, nothing for autograd to record, no hooks, and no torch.func
+    transform, jit trace or export. ``conv_is_plain``: the spatial convolution is a plain
+    "same" nn.Conv2d with one output channel.
     """
     spatial, channel = block.spatial, block.channel
     if x.device.type != "cpu" or spatial is None or not conv_is_plain:
@@ -305,7 +305,7 @@ def applies(block: nn.Module, x: torch.Tensor, conv_is_plain: bool) -> bool:
         x.requires_grad or any(p.requires_grad for p in block.parameters())
     ):
         return False
-    if _hooked(block) or transformed() or _refusal is not None:
+    if _hooked(block) or transformed() or exporting() or _refusal is not None:
         return False
     if _problem(x, *_weights(block)) is not None:
         return False

@@ -1,4 +1,4 @@
-"""Whether code runs under torch.compile's tracing or a torch.func transform.
+"""Whether code runs under torch.compile's tracing, an export, or a torch.func transform.
 
 Some routes in ``cbam`` are only for plain eager execution (hand-written autograd Functions,
 calls into C); these tell them when to step aside.
@@ -17,3 +17,13 @@ def transformed() -> bool:
     """Inside torch.func (vmap, grad, ...), which hand-written autograd Functions would break."""
     active = getattr(torch._C, "_are_functorch_transforms_active", None)
     return bool(active and active())
+
+
+def exporting() -> bool:
+    """Inside torch.jit.trace (also behind torch.onnx's TorchScript export) or torch.export.
+
+    A trace records PyTorch operations only, so a call into C would be missing from it; and an
+    exported graph should hold standard operations that other runtimes know.
+    """
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.4
+    return torch.jit.is_tracing() or bool(is_exporting and is_exporting())

@@ -211,6 +211,28 @@ def test_hooks_see_the_plain_code(launches):
     assert len(launches) == 1
 
 
+def test_a_jit_trace_records_the_plain_code():
+    """A trace records PyTorch operations only: through the kernel it would record a constant."""
+    block = randomize(CBAM(16, reduction=4), seed=8)
+    x, other = torch.randn(2, 16, 5, 6), torch.randn(2, 16, 5, 6)
+    with torch.no_grad():
+        traced = torch.jit.trace(block, x, check_trace=False)
+        torch.testing.assert_close(traced(other), block(other), rtol=1e-5, atol=1e-6)
+
+
+def test_torch_export_records_the_plain_code():
+    block = randomize(CBAM(16, reduction=4), seed=9)
+    x = torch.randn(2, 16, 5, 6)
+    if not hasattr(torch.compiler, "is_exporting"):
+        pytest.skip("torch.compiler.is_exporting arrived in torch 2.4")
+    with torch.no_grad():  # where the kernel would otherwise apply
+        exported = torch.export.export(block, (x,))
+    targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert not any("cbam" in target for target in targets)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), block(x), rtol=1e-5, atol=1e-6)
+
+
 # The operator, as torch.compile calls it.
 
 
