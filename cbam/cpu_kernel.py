@@ -155,7 +155,8 @@ def unavailable_reason() -> str | None:
 
 
 @functools.cache
-def _workers(threads: int) -> ThreadPoolExecutor:
+def _workers(threads: int, process: int) -> ThreadPoolExecutor:
+    """A pool per thread count and process: a forked child has none of its parent's threads."""
     return ThreadPoolExecutor(threads, thread_name_prefix="cbam-cpu-kernel")
 
 
@@ -235,7 +236,8 @@ def _launch(lib: ctypes.CDLL, x: torch.Tensor, *weights: torch.Tensor | None) ->
         failed = images(0, n)
     else:
         bounds = [n * i // threads for i in range(threads + 1)]
-        failed = any(_workers(threads).map(images, bounds[:-1], bounds[1:]))
+        pool = _workers(threads, os.getpid())
+        failed = any(pool.map(images, bounds[:-1], bounds[1:]))
     if failed:
         raise MemoryError("cbam's CPU kernel could not allocate its scratch memory")
     return out

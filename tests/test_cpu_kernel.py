@@ -7,8 +7,10 @@ that skip into a failure.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -126,6 +128,32 @@ def test_threads_split_the_batch_without_changing_a_bit():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, three)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threads_work_in_a_forked_child():
+    """A child forked after the parent used the thread pool (as DataLoader workers are)."""
+    block = randomize(CBAM(16, reduction=4), seed=10)
+    x = torch.randn(4, 16, 6, 6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            expected = block(x)
+            pid = os.fork()
+            if pid == 0:  # the child: exit status 0 only if the pool runs and agrees
+                torch.set_num_threads(2)  # torch drops a forked child to one thread
+                os._exit(0 if torch.equal(block(x), expected) else 1)
+        deadline = time.monotonic() + 60  # a pool without threads would wait forever
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in the kernel's thread pool")
+    finally:
+        torch.set_num_threads(threads)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
 
 
 def test_an_empty_batch():
