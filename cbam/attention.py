@@ -225,8 +225,9 @@ class CBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(x, self.channel.channels, type(self).__name__)
         if self.fused and self.spatial is not None and x.device.type == "cpu":
-            if cpu_kernel.applies(self, x, _is_same_conv(self.spatial.conv)):
-                return cpu_kernel.cbam_forward(self, x)
+            weights = cpu_kernel.kernel_weights(self, x, _is_same_conv(self.spatial.conv))
+            if weights is not None:
+                return cpu_kernel.forward(x, weights)
         if self.fused and _fused_training_applies(self, x):
             return _FusedChannelFirst.apply(x, self, *self.parameters())
         # Eq. 1 as written; _scale reuses the intermediate's memory when autograd allows it.

@@ -4,9 +4,10 @@ PyTorch runs a CBAM forward as a dozen operations, each a trip through the whole
 The C function makes only the three trips a CBAM forward needs (see lesson 07), and makes them
 one image at a time, so that the second and the third find the image still in the core's cache.
 
-``cbam.CBAM`` uses it by itself where it applies (``applies``): the paper's block, in float32 on
-a CPU, when autograd records nothing and no hook watches the block. Under ``torch.compile`` it
-is one opaque operator, ``torch.ops.cbam.cpu_forward``. The tests hold it to the plain code.
+``cbam.CBAM`` uses it by itself where it applies (see ``kernel_weights``): the paper's block, in
+float32 on a CPU, when autograd records nothing and no hook watches the block. Under
+``torch.compile`` it is one opaque operator, ``torch.ops.cbam.cpu_forward``. The tests hold it
+to the plain code.
 
 It is compiled with the system's C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``: the
 kind torch.compile needs on a CPU too) and cached in ``$CBAM_CACHE_DIR`` (default
@@ -268,62 +269,75 @@ _registrations: list[torch.library.Library] = []
 cpu_forward = _register()
 
 
-def _is_paper_mlp(mlp: nn.Module) -> bool:
-    return (
-        type(mlp) is nn.Sequential
-        and len(mlp) == 3
-        and type(mlp[0]) is nn.Linear
-        and type(mlp[1]) is nn.ReLU
-        and type(mlp[2]) is nn.Linear
-    )
-
-
-def _hooked(module: nn.Module) -> bool:
+def _hooked(modules: tuple[nn.Module, ...]) -> bool:
     """Hooks see the intermediate results of the plain code, which the kernel never makes."""
     hooks = nn.modules.module
     if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
-def applies(block: nn.Module, x: torch.Tensor, conv_is_plain: bool) -> bool:
-    """Whether ``block`` (a cbam.CBAM) can run ``x`` through the kernel.
+def kernel_weights(
+    block: nn.Module, x: torch.Tensor, conv_is_plain: bool
+) -> tuple[torch.Tensor | None, ...] | None:
+    """The weights with which ``forward`` computes ``block(x)`` (``block`` a cbam.CBAM), or
+    None where the kernel does not apply.
 
-    The paper's block (channel first, avg & max pooling, no BatchNorm, plain layers), float32
-    NCHW tensors on the CPU, nothing for autograd to record, no hooks, and no torch.func
-    transform, jit trace or export. ``conv_is_plain``: the spatial convolution is a plain
-    "same" nn.Conv2d with one output channel.
+    It applies to the paper's block (channel first, avg & max pooling, an MLP of Linear, ReLU,
+    Linear, sigmoid gates, no BatchNorm), float32 NCHW tensors on the CPU, nothing for autograd
+    to record, no hooks, and no torch.func transform, jit trace or export. ``conv_is_plain``:
+    the spatial convolution is a plain "same" nn.Conv2d with one output channel. Called on
+    every forward, so the checks read attributes directly and build nothing they can avoid.
     """
     spatial, channel = block.spatial, block.channel
     if x.device.type != "cpu" or spatial is None or not conv_is_plain:
-        return False
+        return None
     if block.arrangement != "channel-first" or channel.pool_types != ("avg", "max"):
-        return False
-    if not _is_paper_mlp(channel.mlp) or type(spatial.bn) is not nn.Identity:
-        return False
-    if not all(type(m) is nn.Sigmoid for m in (channel.gate, spatial.gate)):
-        return False
+        return None
+    mlp = channel.mlp
+    layers = tuple(mlp)
+    if type(mlp) is not nn.Sequential or [type(m) for m in layers] != [
+        nn.Linear,
+        nn.ReLU,
+        nn.Linear,
+    ]:
+        return None
+    gates, bn = (channel.gate, spatial.gate), spatial.bn
+    if any(type(m) is not nn.Sigmoid for m in gates) or type(bn) is not nn.Identity:
+        return None
+    first, second, conv = layers[0], layers[2], spatial.conv
+    weights = (first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias)
     if torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in block.parameters())
+        x.requires_grad or any(w is not None and w.requires_grad for w in weights)
     ):
-        return False
-    if _hooked(block) or transformed() or exporting() or _refusal is not None:
-        return False
-    if _problem(x, *_weights(block)) is not None:
-        return False
-    return available() and (cpu_forward is not None or not compiling())
+        return None
+    if _hooked((block, channel, mlp, *layers, *gates, spatial, conv, bn)):
+        return None
+    if transformed() or exporting() or _refusal is not None or _problem(x, *weights):
+        return None
+    if not available() or (cpu_forward is None and compiling()):
+        return None
+    return weights
 
 
-def _weights(block: nn.Module) -> tuple[torch.Tensor | None, ...]:
-    first, second, conv = block.channel.mlp[0], block.channel.mlp[2], block.spatial.conv
-    return first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias
+def forward(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+    """The kernel on ``x`` with ``kernel_weights``' answer (not None)."""
+    if compiling():
+        return cpu_forward(x, *weights)
+    # In eager mode the operator's dispatch would only add time, and kernel_weights has checked.
+    if _profiling():  # the profiler still sees the call, under the operator's name
+        with torch.profiler.record_function("cbam::cpu_forward"):
+            return _launch(library(), x, *weights)
+    return _launch(library(), x, *weights)
+
+
+# record_function costs about as much as a small image takes; it is skipped unless a profiler
+# is recording.
+_profiling = getattr(torch.autograd, "_profiler_enabled", lambda: True)
 
 
 def cbam_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``block(x)`` through the kernel; call only where ``applies`` says so."""
-    if compiling():
-        return cpu_forward(x, *_weights(block))
-    # In eager mode the operator's dispatch would only add time, and applies() has checked.
-    # The profiler still sees the call under the operator's name.
-    with torch.profiler.record_function("cbam::cpu_forward"):
-        return _launch(library(), x, *_weights(block))
+    """``block(x)`` through the kernel for a paper's cbam.CBAM ``block``, checks or not: an
+    error says what the kernel cannot take."""
+    first, second, conv = block.channel.mlp[0], block.channel.mlp[2], block.spatial.conv
+    return _run(x, first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias)
