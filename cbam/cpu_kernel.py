@@ -225,12 +225,12 @@ def _launch(lib: ctypes.CDLL, x: torch.Tensor, *weights: torch.Tensor | None) ->
     w1, b1, w2, b2, kernel, conv_bias = weights
     n, c, h, w = x.shape
     out = torch.empty_like(x)
-    weights = (_address(w1), _address(b1), w1.shape[0], _address(w2), _address(b2))
-    weights += (_address(kernel), kernel.shape[-1], _address(conv_bias))
+    model = (_address(w1), _address(b1), w1.shape[0], _address(w2), _address(b2))
+    model += (_address(kernel), kernel.shape[-1], _address(conv_bias))
 
     def images(first: int, last: int) -> int:
         # ctypes lets go of the GIL during the call, so threads run images side by side.
-        return lib.cbam_forward(x.data_ptr(), out.data_ptr(), first, last, c, h, w, *weights)
+        return lib.cbam_forward(x.data_ptr(), out.data_ptr(), first, last, c, h, w, *model)
 
     threads = min(torch.get_num_threads(), n)
     if threads <= 1:
