@@ -1,4 +1,5 @@
-# make lab    - set up .venv if needed, then open the course in JupyterLab
+# make lab    - set up .venv if needed, copy the learner notebooks into my-notebooks/ (once
+#               each), then open that folder in JupyterLab
 # make test   - set up .venv if needed, then run the whole test suite
 # make build  - rebuild the generated notebooks from solutions/*.py
 # make grade SUBMISSION=path/to/notebook.ipynb
@@ -10,8 +11,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH ?= torch>=2.1
 STAMP := $(VENV)/.installed
+# The learner's own folder (git-ignored): `git pull` updates notebooks/, never this.
+LEARNER_DIR ?= my-notebooks
+# More options for JupyterLab, e.g. LAB_ARGS="--ip=0.0.0.0 --no-browser" in a container.
+LAB_ARGS ?=
 
-.PHONY: lab test build check grade table4 bench lint clean
+.PHONY: lab test build check grade table4 bench lint clean gpu-check colab-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +30,19 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
+# A lesson already in LEARNER_DIR is never overwritten: it holds the learner's answers. Jupyter
+# refuses to run as root unless told, and root is what most containers are.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	@mkdir -p "$(LEARNER_DIR)"
+	@for notebook in notebooks/*.ipynb; do \
+		copy="$(LEARNER_DIR)/$$(basename "$$notebook")"; \
+		if [ ! -e "$$copy" ]; then cp "$$notebook" "$$copy" && echo "copied to $$copy"; fi; \
+	done
+	@root=""; if [ "$$(id -u)" = 0 ]; then \
+		root=--allow-root; echo "running as root: starting JupyterLab with --allow-root"; \
+	fi; \
+	echo "your notebooks: $(LEARNER_DIR)/ (course updates never touch them)"; \
+	exec $(VENV)/bin/jupyter lab $$root $(LAB_ARGS) "$(LEARNER_DIR)"
 
 test: $(STAMP)
 	$(PY) -m pytest
