@@ -281,6 +281,20 @@ def _is_same_conv(conv: nn.Module) -> bool:
     )
 
 
+def _laid_out_like(grad: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """``grad`` with ``param``'s strides, copied only when they differ.
+
+    Autograd accepts a gradient whose strides differ from its parameter's in dimensions of size
+    1, but DistributedDataParallel compares every stride with its bucket's: it warns, and copies
+    the gradient on every step.
+    """
+    if grad.stride() == param.stride():
+        return grad
+    return torch.empty_strided(
+        param.shape, param.stride(), dtype=grad.dtype, device=grad.device
+    ).copy_(grad)
+
+
 class _SameConv(torch.autograd.Function):
     """``F.conv2d(x, weight, bias, padding=k // 2)`` whose backward is made of forward convs.
 
@@ -307,6 +321,7 @@ class _SameConv(torch.autograd.Function):
             # sum over input channels, and the output gradient its kernel.
             padded = F.pad(x, (pad, pad, pad, pad)).transpose(0, 1)
             grad_weight = F.conv2d(padded, grad.transpose(0, 1)).transpose(0, 1)
+            grad_weight = _laid_out_like(grad_weight, weight)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=(0, 2, 3))
         return grad_x, grad_weight, grad_bias
@@ -464,5 +479,10 @@ class _FusedChannelFirst(torch.autograd.Function):
             grad_mean, grad_max = (d[:, :, None, None] for d in grad_descriptors)
             grad_x = _pooling_gradient(x, largest_hw, grad_mean, grad_max, (2, 3), out=scratch)
             grad_x.addcmul_(grad_y, channel_map.detach())
+        # Parameters' gradients as their parameters are laid out (see _laid_out_like).
         by_param = iter(grad_params)
-        return (grad_x, None, *(next(by_param) if p.requires_grad else None for p in ctx.params))
+        grad_params = [
+            None if not p.requires_grad or (g := next(by_param)) is None else _laid_out_like(g, p)
+            for p in ctx.params
+        ]
+        return (grad_x, None, *grad_params)

@@ -4,6 +4,8 @@
 schedule, keeps a ``History`` of loss and accuracy per epoch for the training and validation
 sets, shows a ``tqdm`` progress bar, and on CUDA uses mixed precision (``torch.autocast`` with a
 ``GradScaler``). With a seed and on the CPU, two runs give the same numbers on the same machine.
+Under ``torchrun`` (a process group initialised) the same call trains on every process with
+``DistributedDataParallel`` (see ``cbam.distributed``).
 
 >>> model, history = train_model(lambda: resnet_cifar(8, 4), train_loader, val_loader, seed=0)
 >>> history.val_acc[-1]
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cbam import distributed
 from cbam.device import pick_device
 
 
@@ -92,6 +95,17 @@ def evaluate(
     """
     device = _model_device(model) if device is None else torch.device(device)
     amp = device.type == "cuda" if amp is None else amp
+    loss_sum, correct, count = _evaluation_sums(model, loader, device, amp)
+    if count == 0:
+        raise ValueError("evaluate() got an empty loader")
+    return loss_sum.item() / count, correct.item() / count
+
+
+@torch.no_grad()
+def _evaluation_sums(
+    model: nn.Module, loader: Iterable, device: torch.device, amp: bool
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Summed cross-entropy, number right and number of samples, left on the device."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -109,9 +123,7 @@ def evaluate(
             count += labels.numel()
     finally:
         model.train(was_training)
-    if count == 0:
-        raise ValueError("evaluate() got an empty loader")
-    return loss_sum.item() / count, correct.item() / count
+    return loss_sum, correct, count
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -147,17 +159,32 @@ def fit(
             torch's global generator (as ``make_loaders``' do) and any dropout.
         progress: show a tqdm bar.
         on_epoch: called as ``on_epoch(epoch, history)`` after each epoch (e.g. to draw curves).
+
+    Under ``torchrun``, with a process group initialised: the model trains wrapped in
+    ``DistributedDataParallel`` (on the GPU ``LOCAL_RANK`` names, unless ``device`` says
+    otherwise); DataLoaders are sharded (training: a ``DistributedSampler`` seeded with ``seed``,
+    shuffling as the loader did; validation: each sample on one rank); the history's metrics are
+    summed over all ranks, so every rank returns the same; only rank 0 shows the bar and calls
+    ``on_epoch`` (the place to print or save); at the end every rank holds rank 0's model.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    several = distributed.active()
+    if several:
+        train_loader = distributed.shard_training(train_loader, seed=0 if seed is None else seed)
+        if val_loader is not None:
+            val_loader = distributed.shard_evaluation(val_loader)
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
     if steps_per_epoch == 0:
         raise ValueError("fit() got an empty training loader")
     if seed is not None:
         seed_everything(seed)
-    device = pick_device(device)
+    device = distributed.device_for_rank(device) if several else pick_device(device)
     amp = device.type == "cuda" if amp is None else amp
     model.to(device)
+    # DDP shares the model's parameters and averages their gradients across ranks in backward.
+    trained = distributed.wrap(model, device) if several else model
+    main = distributed.is_main()
 
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
@@ -169,10 +196,13 @@ def fit(
     scaler = _grad_scaler(device, amp)
     history = History()
 
-    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, leave=False, unit="step")
+    bar = tqdm(
+        total=epochs * steps_per_epoch, disable=not (progress and main), leave=False, unit="step"
+    )
     try:
         for epoch in range(epochs):
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
+            distributed.set_epoch(train_loader, epoch)
             start = time.perf_counter()
             model.train()
             # Sums stay on the device: one synchronisation per epoch, not per step.
@@ -184,7 +214,7 @@ def fit(
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
                 with _autocast(device, amp):
-                    logits = model(images)
+                    logits = trained(images)
                     loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -195,19 +225,33 @@ def fit(
                 correct += (logits.detach().argmax(dim=1) == labels).sum()
                 count += labels.numel()
                 bar.update()
+            if several:
+                count = _sum_across_ranks(loss_sum, correct, count)
+                distributed.share_buffers(model)
             history.train_loss.append(loss_sum.item() / count)
             history.train_acc.append(correct.item() / count)
             if val_loader is not None:
-                val_loss, val_acc = evaluate(model, val_loader, device=device, amp=amp)
-                history.val_loss.append(val_loss)
-                history.val_acc.append(val_acc)
+                val_loss, val_correct, val_count = _evaluation_sums(model, val_loader, device, amp)
+                if several:
+                    val_count = _sum_across_ranks(val_loss, val_correct, val_count)
+                if val_count == 0:
+                    raise ValueError("fit() got an empty validation loader")
+                history.val_loss.append(val_loss.item() / val_count)
+                history.val_acc.append(val_correct.item() / val_count)
             history.seconds.append(time.perf_counter() - start)
             bar.set_postfix(_postfix(history))
-            if on_epoch is not None:
+            if on_epoch is not None and main:
                 on_epoch(epoch, history)
     finally:
         bar.close()
     return history
+
+
+def _sum_across_ranks(loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> int:
+    """Sums over all ranks, the two tensors in place; returns the total count."""
+    counted = torch.tensor(count, device=loss_sum.device)
+    distributed.sum_across_ranks(loss_sum, correct, counted)
+    return int(counted.item())
 
 
 def _postfix(history: History) -> dict[str, str]:
