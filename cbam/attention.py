@@ -33,6 +33,7 @@ from cbam.validation import (
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
 ARRANGEMENTS = ("channel-first", "spatial-first", "parallel")
+CHANNEL_REDUCTIONS = ("pool", "conv1x1")
 
 
 def _global_pool(x: torch.Tensor, pool_type: str) -> torch.Tensor:
@@ -144,24 +145,50 @@ class SpatialAttention(nn.Module):
         batch_norm: a BatchNorm after the convolution, as the authors' code and timm have it;
             the paper's equation has none, so it is off by default.
         bias: a bias in the convolution (the authors' code has none).
+        channel_reduction: how the C channels become the two maps the k x k convolution reads:
+            "pool", the mean and the maximum over channels (Eq. 3, the paper's choice), or
+            "conv1x1", a learned 1 x 1 convolution from C channels to 2 (the alternative of the
+            paper's Table 2; it needs ``channels``).
+        channels: C, needed by "conv1x1" only.
     """
 
     def __init__(
-        self, kernel_size: int = 7, *, batch_norm: bool = False, bias: bool = False
+        self,
+        kernel_size: int = 7,
+        *,
+        batch_norm: bool = False,
+        bias: bool = False,
+        channel_reduction: str = "pool",
+        channels: int | None = None,
     ) -> None:
         super().__init__()
         check_odd_kernel_size(kernel_size)
         check_flag("batch_norm", batch_norm)
         check_flag("bias", bias)
+        check_choice("channel_reduction", channel_reduction, CHANNEL_REDUCTIONS)
         self.kernel_size = kernel_size
+        self.channel_reduction = channel_reduction
+        # Pooling has no weights; the learned reduction is a 1x1 convolution to two maps.
+        self.reduce = None
+        if channel_reduction == "conv1x1":
+            if channels is None:
+                raise ValueError(
+                    'channel_reduction="conv1x1" needs channels (the input\'s C), got None'
+                )
+            check_positive_int("channels", channels)
+            self.reduce = nn.Conv2d(channels, 2, 1, bias=False)
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=bias)
         self.bn = nn.BatchNorm2d(1) if batch_norm else nn.Identity()
         self.gate = nn.Sigmoid()
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial map M_s(x), shape (N, 1, H, W), values in (0, 1)."""
-        check_feature_map(x, None, type(self).__name__)
-        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        expected = None if self.reduce is None else self.reduce.in_channels
+        check_feature_map(x, expected, type(self).__name__)
+        if self.reduce is None:
+            pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        else:
+            pooled = self.reduce(x)
         # The same as self.conv(pooled), computed faster where PyTorch's own convolution is
         # slow for one output channel (see _spatial_conv below).
         return self.gate(self.bn(_spatial_conv(self.conv, pooled)))
@@ -170,7 +197,7 @@ class SpatialAttention(nn.Module):
         return x * self.attention(x)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}"
+        return f"kernel_size={self.kernel_size}, channel_reduction={self.channel_reduction!r}"
 
 
 class CBAM(nn.Module):
@@ -187,7 +214,7 @@ class CBAM(nn.Module):
             (a single 3-D map, the outer product of the two, applied once).
         spatial: False drops the spatial module, leaving channel attention alone.
         min_hidden, bias, pool_types: passed to ``ChannelAttention``.
-        batch_norm: passed to ``SpatialAttention``.
+        batch_norm, channel_reduction: passed to ``SpatialAttention``.
         fused: take the faster routes where they apply, both for the paper's configuration
             (channel-first, avg & max pooling): in inference on a CPU, the C kernel of
             ``cbam.cpu_kernel`` (float32 NCHW, no BatchNorm, no hooks); in training, a
@@ -209,6 +236,7 @@ class CBAM(nn.Module):
         bias: bool = True,
         pool_types: Sequence[str] = ("avg", "max"),
         batch_norm: bool = False,
+        channel_reduction: str = "pool",
         fused: bool = True,
     ) -> None:
         super().__init__()
@@ -220,11 +248,20 @@ class CBAM(nn.Module):
         self.channel = ChannelAttention(
             channels, reduction, min_hidden=min_hidden, bias=bias, pool_types=pool_types
         )
-        self.spatial = SpatialAttention(kernel_size, batch_norm=batch_norm) if spatial else None
+        self.spatial = None
+        if spatial:
+            self.spatial = SpatialAttention(
+                kernel_size,
+                batch_norm=batch_norm,
+                channel_reduction=channel_reduction,
+                channels=channels,
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(x, self.channel.channels, type(self).__name__)
-        if self.fused and self.spatial is not None and x.device.type == "cpu":
+        # The faster routes compute the paper's pooling over channels, nothing else.
+        pooled_over_channels = self.spatial is not None and self.spatial.reduce is None
+        if self.fused and pooled_over_channels and x.device.type == "cpu":
             weights = cpu_kernel.kernel_weights(self, x, _is_same_conv(self.spatial.conv))
             if weights is not None:
                 return cpu_kernel.forward(x, weights)
@@ -382,6 +419,8 @@ def _fused_training_applies(block: CBAM, x: torch.Tensor) -> bool:
     if x.numel() < FUSED_MIN_ELEMENTS:
         return False
     if block.spatial is None or block.arrangement != "channel-first":
+        return False
+    if block.spatial.reduce is not None:
         return False
     if block.channel.pool_types != ("avg", "max"):
         return False

@@ -57,7 +57,12 @@ def _shape_masks(dx: torch.Tensor, dy: torch.Tensor, radius: torch.Tensor) -> to
 
 
 def _render_chunk(
-    labels: torch.Tensor, size: int, clutter: int, noise: float, seed: int
+    labels: torch.Tensor,
+    size: int,
+    clutter: int,
+    noise: float,
+    object_size: tuple[float, float],
+    seed: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [0, 1] (n, 3, size, size) and object masks (n, size, size) for ``labels``."""
     g = torch.Generator().manual_seed(seed)
@@ -87,7 +92,7 @@ def _render_chunk(
         colour = PALETTE[torch.randint(len(PALETTE), (n,), generator=g)]
         images = torch.where(piece[:, None], colour[:, :, None, None], images)
 
-    radius = uniform(0.13 * size, 0.22 * size)
+    radius = uniform(object_size[0] * size, object_size[1] * size)
     # Keep the whole object inside the image, anywhere else is fair.
     cx = uniform(radius + 0.5, size - radius - 0.5)
     cy = uniform(radius + 0.5, size - radius - 0.5)
@@ -96,6 +101,20 @@ def _render_chunk(
     colour = PALETTE[torch.randint(len(PALETTE), (n,), generator=g)]
     images = torch.where(masks[:, None], colour[:, :, None, None], images)
     return images, masks
+
+
+def _check_object_size(object_size: object) -> tuple[float, float]:
+    """``(low, high)`` radius fractions with 0 < low <= high < 0.5 (the object must fit)."""
+    if not (
+        isinstance(object_size, (tuple, list))
+        and len(object_size) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in object_size)
+    ):
+        raise ValueError(f"object_size must be a pair (low, high) of numbers, got {object_size!r}")
+    low, high = float(object_size[0]), float(object_size[1])
+    if not 0 < low <= high < 0.5:
+        raise ValueError(f"object_size must satisfy 0 < low <= high < 0.5, got {object_size!r}")
+    return low, high
 
 
 class SyntheticShapes(Dataset):
@@ -108,6 +127,8 @@ class SyntheticShapes(Dataset):
         clutter: the number of distracting bars and dots per image.
         noise: the standard deviation of the background's pixel noise (images are in [0, 1]
             before normalisation).
+        object_size: the smallest and largest radius of the object, as fractions of ``size``
+            (a disc's radius; the other shapes are scaled to about its area).
 
     Attributes:
         images: (n, 3, size, size) float32, normalised with ``SYNTHETIC_MEAN``/``SYNTHETIC_STD``.
@@ -119,7 +140,14 @@ class SyntheticShapes(Dataset):
     classes = SHAPES
 
     def __init__(
-        self, n: int, seed: int = 0, *, size: int = 32, clutter: int = 6, noise: float = 0.12
+        self,
+        n: int,
+        seed: int = 0,
+        *,
+        size: int = 32,
+        clutter: int = 6,
+        noise: float = 0.12,
+        object_size: tuple[float, float] = (0.13, 0.22),
     ) -> None:
         for name, value, low in (("n", n, 1), ("size", size, 16), ("clutter", clutter, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -128,7 +156,13 @@ class SyntheticShapes(Dataset):
             raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
         if not 0 <= noise <= 1:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
+        low, high = _check_object_size(object_size)
+        if high * size < 1:
+            raise ValueError(
+                f"object_size {object_size!r} at size {size} gives objects under one pixel"
+            )
         self.seed, self.size, self.clutter, self.noise = seed, size, clutter, noise
+        self.object_size = (low, high)
 
         g = torch.Generator().manual_seed(seed)
         # Equal class counts, in a random order.
@@ -137,7 +171,7 @@ class SyntheticShapes(Dataset):
         images, masks = [], []
         for start, chunk_seed in zip(range(0, n, _CHUNK), chunk_seeds, strict=True):
             chunk = self.labels[start : start + _CHUNK]
-            image, mask = _render_chunk(chunk, size, clutter, noise, chunk_seed)
+            image, mask = _render_chunk(chunk, size, clutter, noise, self.object_size, chunk_seed)
             images.append(image)
             masks.append(mask)
         self.images = (torch.cat(images) - SYNTHETIC_MEAN) / SYNTHETIC_STD
@@ -157,7 +191,7 @@ class SyntheticShapes(Dataset):
     def __repr__(self) -> str:
         return (
             f"SyntheticShapes(n={len(self)}, seed={self.seed}, size={self.size}, "
-            f"clutter={self.clutter}, noise={self.noise})"
+            f"clutter={self.clutter}, noise={self.noise}, object_size={self.object_size})"
         )
 
 

@@ -146,6 +146,8 @@ def fit(
     seed: int | None = None,
     progress: bool = True,
     on_epoch: Callable[[int, History], None] | None = None,
+    step: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.optim.Optimizer], float]
+    | None = None,
 ) -> History:
     """Train ``model`` in place for ``epochs`` epochs and return its ``History``.
 
@@ -159,6 +161,12 @@ def fit(
             torch's global generator (as ``make_loaders``' do) and any dropout.
         progress: show a tqdm bar.
         on_epoch: called as ``on_epoch(epoch, history)`` after each epoch (e.g. to draw curves).
+        step: one optimisation step of your own, ``step(model, images, labels, optimizer)``
+            returning the batch's loss (lesson 05's ``train_step``): it clears the gradients,
+            computes the cross-entropy, backpropagates and steps; ``fit`` still schedules the
+            learning rate. It runs without autocast or gradient scaling, and the history then
+            has no training accuracy (the step returns no logits). The built-in step computes
+            the same thing, so on a CPU both give the same weights.
 
     Under ``torchrun``, with a process group initialised: the model trains wrapped in
     ``DistributedDataParallel`` (on the GPU ``LOCAL_RANK`` names, unless ``device`` says
@@ -213,23 +221,27 @@ def fit(
                 images, labels = _batch_parts(batch)
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
-                with _autocast(device, amp):
-                    logits = trained(images)
-                    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                if step is not None:
+                    loss_sum += float(step(trained, images, labels, optimizer)) * labels.numel()
+                else:
+                    with _autocast(device, amp):
+                        logits = trained(images)
+                        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    loss_sum += loss.detach().float() * labels.numel()
+                    correct += (logits.detach().argmax(dim=1) == labels).sum()
                 schedule.step()
-                loss_sum += loss.detach().float() * labels.numel()
-                correct += (logits.detach().argmax(dim=1) == labels).sum()
                 count += labels.numel()
                 bar.update()
             if several:
                 count = _sum_across_ranks(loss_sum, correct, count)
                 distributed.share_buffers(model)
             history.train_loss.append(loss_sum.item() / count)
-            history.train_acc.append(correct.item() / count)
+            if step is None:
+                history.train_acc.append(correct.item() / count)
             if val_loader is not None:
                 val_loss, val_correct, val_count = _evaluation_sums(model, val_loader, device, amp)
                 if several:
@@ -255,7 +267,9 @@ def _sum_across_ranks(loss_sum: torch.Tensor, correct: torch.Tensor, count: int)
 
 
 def _postfix(history: History) -> dict[str, str]:
-    shown = {"loss": f"{history.train_loss[-1]:.3f}", "acc": f"{history.train_acc[-1]:.3f}"}
+    shown = {"loss": f"{history.train_loss[-1]:.3f}"}
+    if history.train_acc:
+        shown["acc"] = f"{history.train_acc[-1]:.3f}"
     if history.val_acc:
         shown["val_acc"] = f"{history.val_acc[-1]:.3f}"
     return shown

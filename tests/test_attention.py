@@ -70,9 +70,18 @@ def channel_map_reference(x: torch.Tensor, module: ChannelAttention) -> torch.Te
 
 
 def spatial_map_reference(x: torch.Tensor, module: SpatialAttention) -> torch.Tensor:
-    """Eq. 3: sigmoid(conv_kxk([mean_c x; max_c x])) with zero padding k // 2, as (N, 1, H, W)."""
+    """Eq. 3: sigmoid(conv_kxk([mean_c x; max_c x])) with zero padding k // 2, as (N, 1, H, W).
+
+    With ``channel_reduction="conv1x1"`` the two maps are instead sum_c w[m, c] x[:, c].
+    """
     conv = module.conv
-    pooled = torch.stack([x.sum(dim=1) / x.shape[1], x.max(dim=1).values], dim=1)
+    if module.reduce is None:
+        pooled = torch.stack([x.sum(dim=1) / x.shape[1], x.max(dim=1).values], dim=1)
+    else:
+        w = module.reduce.weight[:, :, 0, 0]
+        pooled = torch.stack(
+            [sum(w[m, c] * x[:, c] for c in range(x.shape[1])) for m in range(2)], dim=1
+        )
     k = conv.weight.shape[-1]
     p = k // 2
     padded = torch.zeros(x.shape[0], 2, x.shape[2] + 2 * p, x.shape[3] + 2 * p, dtype=x.dtype)
@@ -186,6 +195,44 @@ def test_spatial_attention_matches_eq3(shape, k):
     assert attention.shape == (shape[0], 1, shape[2], shape[3])
     torch.testing.assert_close(attention, spatial_map_reference(x, module))
     torch.testing.assert_close(module(x), x * spatial_map_reference(x, module))
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:4])
+@pytest.mark.parametrize("k", [3, 7])
+def test_spatial_attention_with_a_learned_1x1_reduction(shape, k):
+    """Table 2's alternative: a 1x1 convolution to two maps instead of mean & max over C."""
+    torch.manual_seed(3)
+    module = randomize(
+        SpatialAttention(k, channel_reduction="conv1x1", channels=shape[1])
+    ).double()
+    assert module.reduce.weight.shape == (2, shape[1], 1, 1)
+    x = torch.randn(*shape, dtype=torch.float64)
+    torch.testing.assert_close(module.attention(x), spatial_map_reference(x, module))
+    assert "channel_reduction='conv1x1'" in repr(module)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+@pytest.mark.parametrize("arrangement", ARRANGEMENTS)
+def test_cbam_with_a_learned_1x1_reduction_runs_the_plain_code(arrangement, grad, monkeypatch):
+    """The fast routes pool over channels; a block that learns the reduction must not take them."""
+    taken = []
+    monkeypatch.setattr(cbam.attention.cpu_kernel, "forward", lambda *a: taken.append("kernel"))
+    fused = cbam.attention._FusedChannelFirst
+    monkeypatch.setattr(fused, "apply", lambda *a: taken.append("fused"))
+    torch.manual_seed(4)
+    block = randomize(CBAM(16, 4, 7, arrangement=arrangement, channel_reduction="conv1x1"))
+    x = torch.randn(2, 16, 12, 12, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        out = block(x)
+    assert taken == []
+    torch.testing.assert_close(out.detach(), cbam_reference(x.detach(), block))
+
+
+def test_gradcheck_learned_1x1_reduction():
+    torch.manual_seed(5)
+    module = randomize(SpatialAttention(3, channel_reduction="conv1x1", channels=3)).double()
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(module, (x,))
 
 
 @pytest.mark.parametrize("shape", SHAPES)

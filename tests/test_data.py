@@ -119,6 +119,22 @@ def test_options_and_bad_arguments():
         SyntheticShapes(4, size=8)
     with pytest.raises(TypeError, match="seed must be an int"):
         SyntheticShapes(4, seed=1.5)
+    for bad in ((0.2, 0.1), (0.0, 0.1), (0.1, 0.5), (0.1,), "small", (0.1, True)):
+        with pytest.raises(ValueError, match="object_size must") as info:
+            SyntheticShapes(4, object_size=bad)
+        assert repr(bad) in str(info.value)
+    with pytest.raises(ValueError, match="under one pixel"):
+        SyntheticShapes(4, size=16, object_size=(0.01, 0.05))
+
+
+def test_object_size_sets_the_objects_area():
+    """Objects drawn at half the radius cover about a quarter of the pixels."""
+    options = dict(clutter=0, noise=0.0)
+    large = SyntheticShapes(400, seed=5, object_size=(0.2, 0.2), **options)
+    small = SyntheticShapes(400, seed=5, object_size=(0.1, 0.1), **options)
+    ratio = small.masks.float().mean() / large.masks.float().mean()
+    assert 0.2 < ratio < 0.3
+    assert "object_size=(0.1, 0.1)" in repr(small)
 
 
 # --- CIFAR-10 python-pickle format ----------------------------------------------------------

@@ -61,6 +61,21 @@ BAD_ARGUMENTS = {
         ["kernel_size must be an int", "bool True"],
     ),
     "kernel two": (lambda: SpatialAttention(2), ValueError, ["must be odd", "got 2"]),
+    "unknown channel reduction": (
+        lambda: SpatialAttention(7, channel_reduction="conv3x3"),
+        ValueError,
+        ["channel_reduction must be one of", "'pool', 'conv1x1'", "'conv3x3'"],
+    ),
+    "1x1 reduction without channels": (
+        lambda: SpatialAttention(7, channel_reduction="conv1x1"),
+        ValueError,
+        ["needs channels", "got None"],
+    ),
+    "1x1 reduction with zero channels": (
+        lambda: SpatialAttention(7, channel_reduction="conv1x1", channels=0),
+        ValueError,
+        ["channels must be", "got 0"],
+    ),
     "unknown pool type": (
         lambda: CBAM(16, pool_types=("avg", "median")),
         ValueError,

@@ -14,12 +14,16 @@ SUBCOMMANDS = {
     "build": ("cbam.course.build", "build learner and reference notebooks from solutions/*.py"),
     "grade": ("cbam.course.grade", "grade submitted notebooks against the executed references"),
     "bench": ("cbam.bench", "time cbam.CBAM against a naive version, x.clone() and torch.compile"),
+    "experiment": (
+        "cbam.experiments.cli",
+        "run a stored ablation experiment (paired seeds) and summarise it",
+    ),
 }
 
 
 def usage() -> str:
     lines = ["usage: cbam-course COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<8} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
     lines += ["", "cbam-course COMMAND --help shows a command's options."]
     return "\n".join(lines)
 
@@ -31,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"cbam-course: unknown command {name!r}; expected one of {', '.join(SUBCOMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"cbam-course: unknown command {name!r}; expected one of {', '.join(SUBCOMMANDS)}",
+            file=sys.stderr,
+        )
         print(usage(), file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])

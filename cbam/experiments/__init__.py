@@ -1,0 +1,58 @@
+"""Experiments that can tell: the paper's ablations in miniature, paired, converged, stored.
+
+A named experiment is a grid of variants x seeds on one task with one set of settings, fixed in
+code (``settings.py``) before any comparison was run. ``variants.py`` lists the four and the
+paper's numbers beside them; ``runner.py`` trains the grid with paired seeds; ``store.py`` keeps
+the results with their provenance; ``stats.py`` summarises them with one verdict rule.
+
+>>> from cbam import experiments
+>>> result = experiments.load("attention")          # the course's stored runs
+>>> print(experiments.format_table(experiments.summarize(result)))
+
+Re-make a stored result (on a CPU, one process per core)::
+
+    cbam-course experiment attention --seeds 0-9 --jobs 2 --out cbam/results/attention.json
+"""
+
+from cbam.experiments.runner import build_model, parse_seeds, run_experiment, run_one
+from cbam.experiments.settings import FULL, MODES, QUICK, Settings, settings_for
+from cbam.experiments.stats import (
+    Interval,
+    VariantSummary,
+    format_table,
+    mean_interval,
+    plateau_change,
+    summarize,
+)
+from cbam.experiments.store import load, load_model_state, packaged_path
+from cbam.experiments.variants import (
+    EXPERIMENTS,
+    PAPER_BASELINE_TOP1_ERROR,
+    Experiment,
+    get_experiment,
+)
+
+__all__ = [
+    "EXPERIMENTS",
+    "FULL",
+    "MODES",
+    "PAPER_BASELINE_TOP1_ERROR",
+    "QUICK",
+    "Experiment",
+    "Interval",
+    "Settings",
+    "VariantSummary",
+    "build_model",
+    "format_table",
+    "get_experiment",
+    "load",
+    "load_model_state",
+    "mean_interval",
+    "packaged_path",
+    "parse_seeds",
+    "plateau_change",
+    "run_experiment",
+    "run_one",
+    "settings_for",
+    "summarize",
+]

@@ -1,0 +1,152 @@
+"""Summaries of stored runs: mean ± sd per variant, and paired differences with an interval.
+
+One rule is used everywhere in the course: a variant is reported as *different* from its
+reference only when the 95 % confidence interval of their paired difference excludes 0.
+Otherwise the honest statement is "no difference shown", which is not the same as "equal".
+
+Differences are *paired*: for a seed, two variants start from the same backbone weights and see
+the same batches, so the seed's own luck cancels in their difference. The interval is Student's
+t over the seeds' differences: mean ± t(0.975, n - 1) · sd / sqrt(n).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def verdict(self, better: str = "higher", worse: str = "lower") -> str:
+        """The course's one rule, in words."""
+        if not self.excludes_zero:
+            return "no difference shown"
+        return better if self.mean > 0 else worse
+
+
+def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> Interval:
+    """The mean of ``values`` with its Student-t confidence interval (needs two values or more)."""
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"an interval needs at least 2 values, got {n}")
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def sample_sd(values: list[float]) -> float:
+    """The sample standard deviation (divides by n - 1), as torch.std and numpy's ddof=1."""
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"a standard deviation needs at least 2 values, got {n}")
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    """One row of an experiment's table; accuracies in percent."""
+
+    variant: str
+    seeds: tuple[int, ...]
+    mean: float
+    sd: float
+    # Against the experiment's reference, over the seeds both have; None for the reference.
+    difference: Interval | None
+
+    @property
+    def verdict(self) -> str:
+        if self.difference is None:
+            return "reference"
+        return self.difference.verdict("better than the reference", "worse than the reference")
+
+
+def final_accuracies(result: dict, variant: str) -> dict[int, float]:
+    """seed -> final validation accuracy in percent, for one variant of a stored result."""
+    return {
+        run["seed"]: 100 * run["final_val_acc"]
+        for run in result["runs"]
+        if run["variant"] == variant
+    }
+
+
+def summarize(result: dict, reference: str | None = None) -> list[VariantSummary]:
+    """Per variant of ``result`` (as ``cbam.experiments.load`` returns it): the mean and sample
+    sd of its final validation accuracy, and its paired difference from ``reference`` (the
+    experiment's reference variant by default) with a 95 % interval.
+    """
+    from cbam.experiments.variants import get_experiment
+
+    experiment = get_experiment(result["experiment"])
+    reference = experiment.reference if reference is None else reference
+    present = {run["variant"] for run in result["runs"]}
+    order = [v for v in experiment.variants if v in present]
+    if reference not in present:
+        raise ValueError(f"the result has no runs of the reference variant {reference!r}")
+    base = final_accuracies(result, reference)
+    rows = []
+    for variant in order:
+        accuracies = final_accuracies(result, variant)
+        values = list(accuracies.values())
+        difference = None
+        if variant != reference:
+            paired = sorted(set(accuracies) & set(base))
+            difference = mean_interval([accuracies[s] - base[s] for s in paired])
+        rows.append(
+            VariantSummary(
+                variant,
+                tuple(sorted(accuracies)),
+                sum(values) / len(values),
+                sample_sd(values),
+                difference,
+            )
+        )
+    return rows
+
+
+def format_table(rows: list[VariantSummary]) -> str:
+    """The summary as a plain-text table, accuracies in percent with one decimal."""
+    lines = [
+        f"{'variant':<14} {'seeds':>5} {'accuracy, mean ± sd':>20} "
+        f"{'paired difference [95% CI]':>28}  verdict"
+    ]
+    for row in rows:
+        accuracy = f"{row.mean:.1f} ± {row.sd:.1f}"
+        if row.difference is None:
+            difference = "-"
+        else:
+            d = row.difference
+            difference = f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
+        lines.append(
+            f"{row.variant:<14} {len(row.seeds):>5} {accuracy:>20} {difference:>28}  {row.verdict}"
+        )
+    return "\n".join(lines)
+
+
+def plateau_change(result: dict, variant: str, last: int = 3) -> float:
+    """How much the seeds' mean validation accuracy moves over the last ``last`` epochs
+    (largest minus smallest, in points): the course calls a run converged when it is at most 1.
+    """
+    curves = [run["val_acc"] for run in result["runs"] if run["variant"] == variant]
+    if not curves:
+        raise ValueError(f"the result has no runs of {variant!r}")
+    epochs = min(len(curve) for curve in curves)
+    if epochs < last:
+        raise ValueError(f"{variant!r} has {epochs} epochs, fewer than {last}")
+    means = [100 * sum(curve[e] for curve in curves) / len(curves) for e in range(epochs)]
+    tail = means[-last:]
+    return max(tail) - min(tail)

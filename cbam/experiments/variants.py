@@ -1,0 +1,123 @@
+"""The four experiments: which attention module each variant puts in every residual block.
+
+Each experiment asks one of the paper's questions, changes one thing between its variants, and
+compares every variant with its *reference* (the first one listed):
+
+=============  ==========================================  =====================================
+experiment     variants (reference first)                  the paper's question
+=============  ==========================================  =====================================
+attention      baseline, se, channel, cbam                 does each part add something? (Tab. 4)
+pooling        avg, max, avg+max                           which pooling for channel attention?
+                                                           (Tab. 1)
+spatial        pool-k7, pool-k3, conv1x1-k7, conv1x1-k3    how to reduce channels, which k?
+                                                           (Tab. 2)
+arrangement    channel-first, spatial-first, parallel      in which order? (Tab. 3)
+=============  ==========================================  =====================================
+
+``channel`` is CBAM's channel module alone (avg & max pooling); ``se`` is the same module with
+average pooling only, so se -> channel adds max pooling and channel -> cbam adds the spatial
+module, one change each. Every module uses the experiment's reduction ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from torch import nn
+
+from cbam.attention import CBAM, ChannelAttention, SqueezeExcitation
+
+# channels -> attention module (None: the plain network).
+Factory = Callable[[int], nn.Module] | None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    question: str
+    # variant name -> (reduction ratio -> factory); the first variant is the reference.
+    variants: dict[str, Callable[[int], Factory]]
+    # The paper's top-1 error (%, ImageNet-1K, ResNet-50, one run each) for each variant.
+    paper_top1_error: dict[str, float]
+
+    @property
+    def reference(self) -> str:
+        return next(iter(self.variants))
+
+    def factory(self, variant: str, reduction: int) -> Factory:
+        if variant not in self.variants:
+            raise ValueError(
+                f"experiment {self.name!r} has the variants {tuple(self.variants)}, got {variant!r}"
+            )
+        return self.variants[variant](reduction)
+
+
+def _spatial(channel_reduction: str, kernel_size: int) -> Callable[[int], Factory]:
+    return lambda r: partial(
+        CBAM, reduction=r, kernel_size=kernel_size, channel_reduction=channel_reduction
+    )
+
+
+def _pooling(*pool_types: str) -> Callable[[int], Factory]:
+    return lambda r: partial(ChannelAttention, reduction=r, pool_types=pool_types)
+
+
+def _arrangement(arrangement: str) -> Callable[[int], Factory]:
+    return lambda r: partial(CBAM, reduction=r, arrangement=arrangement)
+
+
+# The paper's plain ResNet-50, the reference for Table 4 (and the starting point of Tables 1-3).
+PAPER_BASELINE_TOP1_ERROR = 24.56
+
+EXPERIMENTS = {
+    experiment.name: experiment
+    for experiment in (
+        Experiment(
+            "attention",
+            "does each part of CBAM add something over the plain network?",
+            {
+                "baseline": lambda r: None,
+                "se": lambda r: partial(SqueezeExcitation, reduction=r),
+                "channel": _pooling("avg", "max"),
+                "cbam": lambda r: partial(CBAM, reduction=r),
+            },
+            # Table 4 has no row for the channel module alone; Table 1's avg & max is that.
+            {"baseline": 24.56, "se": 23.14, "channel": 22.80, "cbam": 22.66},
+        ),
+        Experiment(
+            "pooling",
+            "which global pooling should channel attention use?",
+            {"avg": _pooling("avg"), "max": _pooling("max"), "avg+max": _pooling("avg", "max")},
+            {"avg": 23.14, "max": 23.20, "avg+max": 22.80},
+        ),
+        Experiment(
+            "spatial",
+            "pool over channels or learn a 1x1 convolution, and which kernel size?",
+            {
+                "pool-k7": _spatial("pool", 7),
+                "pool-k3": _spatial("pool", 3),
+                "conv1x1-k7": _spatial("conv1x1", 7),
+                "conv1x1-k3": _spatial("conv1x1", 3),
+            },
+            {"pool-k7": 22.66, "pool-k3": 22.68, "conv1x1-k7": 22.90, "conv1x1-k3": 22.96},
+        ),
+        Experiment(
+            "arrangement",
+            "channel attention first, spatial first, or both in parallel?",
+            {
+                "channel-first": _arrangement("channel-first"),
+                "spatial-first": _arrangement("spatial-first"),
+                "parallel": _arrangement("parallel"),
+            },
+            {"channel-first": 22.66, "spatial-first": 22.78, "parallel": 22.95},
+        ),
+    )
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {tuple(EXPERIMENTS)}, got {name!r}")
+    return EXPERIMENTS[name]

@@ -1,0 +1,335 @@
+"""cbam.experiments: paired seeds, resumable grids, the statistics, and the stored runs.
+
+The stored runs (cbam/results/*.json) are checked for what the course claims of them (paired
+seeds, a plateau, a reference variant off the floor and the ceiling, a small baseline spread,
+provenance), and one (variant, seed) of each is re-run: on the machine that made them the
+numbers must come back to the bit, elsewhere within a point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import cbam.experiments.settings as settings_module
+from cbam import experiments
+from cbam.experiments import runner, store
+from cbam.experiments.stats import mean_interval, plateau_change, sample_sd, summarize
+
+TINY = dataclasses.replace(experiments.QUICK, n_train=96, n_val=48, epochs=2, batch_size=32)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Quick mode shrunk to seconds: the runs exercise the code, not the task."""
+    monkeypatch.setitem(settings_module.SETTINGS, "quick", TINY)
+    runner.datasets.cache_clear()
+    yield TINY
+    runner.datasets.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired seeds
+
+
+def backbone(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if ".attention." not in k}
+
+
+@pytest.mark.parametrize("name", list(experiments.EXPERIMENTS))
+def test_every_variant_starts_from_the_same_backbone(name):
+    experiment = experiments.get_experiment(name)
+    settings = experiments.QUICK
+    for seed in (0, 1):
+        models = [
+            experiments.build_model(experiment, v, seed, settings, 4) for v in experiment.variants
+        ]
+        first = backbone(models[0])
+        assert len(first) > 10
+        for model in models[1:]:
+            other = backbone(model)
+            assert other.keys() == first.keys()
+            for key in first:
+                assert torch.equal(other[key], first[key]), f"{name}, seed {seed}: {key} differs"
+    # ... and seeds do differ.
+    a = backbone(experiments.build_model(experiment, experiment.reference, 0, settings, 4))
+    b = backbone(experiments.build_model(experiment, experiment.reference, 1, settings, 4))
+    assert not torch.equal(a["conv1.weight"], b["conv1.weight"])
+
+
+def test_attention_weights_depend_on_the_seed_not_on_other_modules():
+    experiment = experiments.get_experiment("attention")
+    one = experiments.build_model(experiment, "cbam", 3, experiments.QUICK, 4)
+    again = experiments.build_model(experiment, "cbam", 3, experiments.QUICK, 4)
+    other = experiments.build_model(experiment, "cbam", 4, experiments.QUICK, 4)
+    key = "layer1.0.attention.spatial.conv.weight"
+    assert torch.equal(one.state_dict()[key], again.state_dict()[key])
+    assert not torch.equal(one.state_dict()[key], other.state_dict()[key])
+
+
+def test_variants_see_the_same_batches_in_the_same_order(tiny, monkeypatch):
+    seen: dict[str, list[torch.Tensor]] = {}
+    make_loaders = runner.make_loaders
+
+    def recording(train, val, batch_size, **options):
+        train_loader, val_loader = make_loaders(train, val, batch_size, **options)
+
+        class Recorder:
+            def __len__(self):
+                return len(train_loader)
+
+            def __iter__(self):
+                for batch in train_loader:
+                    seen.setdefault(variant, []).append(batch[1].clone())
+                    yield batch
+
+        return Recorder(), val_loader
+
+    monkeypatch.setattr(runner, "make_loaders", recording)
+    for variant in ("baseline", "cbam"):
+        runner.run_one("attention", variant, 5, tiny)
+    assert len(seen["baseline"]) == len(seen["cbam"]) == TINY.epochs * 3
+    for a, b in zip(seen["baseline"], seen["cbam"], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_every_channel_mlp_has_at_least_four_hidden_units():
+    for name, experiment in experiments.EXPERIMENTS.items():
+        for variant in experiment.variants:
+            model = experiments.build_model(experiment, variant, 0, experiments.QUICK, 4)
+            widths = [m.hidden_channels for m in model.modules() if hasattr(m, "hidden_channels")]
+            assert all(w >= 4 for w in widths), (name, variant, widths)
+            assert (widths != []) == (variant != "baseline"), (name, variant)
+
+
+def test_each_variant_builds_the_module_it_names():
+    def modules(name, variant):
+        experiment = experiments.get_experiment(name)
+        model = experiments.build_model(experiment, variant, 0, experiments.QUICK, 4)
+        return model.layer2[0].attention
+
+    assert modules("pooling", "max").pool_types == ("max",)
+    assert modules("attention", "se").pool_types == ("avg",)
+    assert modules("attention", "channel").pool_types == ("avg", "max")
+    assert modules("spatial", "conv1x1-k3").spatial.reduce.in_channels == 32
+    assert modules("spatial", "conv1x1-k3").spatial.kernel_size == 3
+    assert modules("spatial", "pool-k7").spatial.reduce is None
+    assert modules("arrangement", "parallel").arrangement == "parallel"
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a grid
+
+
+def test_a_grid_is_resumed_not_redone(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "pooling.json"
+    first = experiments.run_experiment("pooling", seeds=[0, 1], out=out, progress=False)
+    assert {(r["variant"], r["seed"]) for r in first["runs"]} == {
+        (v, s) for v in ("avg", "max", "avg+max") for s in (0, 1)
+    }
+    stored = store.load(out)
+    assert stored["runs"] == store.normalise(first)["runs"]
+    assert stored["provenance"]["seconds"] > 0
+
+    calls = []
+    worker = runner._worker
+    monkeypatch.setattr(runner, "_worker", lambda task: calls.append(task[1:3]) or worker(task))
+    again = experiments.run_experiment("pooling", seeds=[0, 1, 2], out=out, progress=False)
+    assert sorted(calls) == [("avg", 2), ("avg+max", 2), ("max", 2)]
+    assert len(again["runs"]) == 9
+    assert [r for r in again["runs"] if r["seed"] < 2] == stored["runs"]
+
+
+def test_a_file_of_other_settings_is_refused(tiny, tmp_path):
+    out = tmp_path / "spatial.json"
+    out.write_text(json.dumps({
+        "experiment": "spatial", "mode": "quick", "settings": {"epochs": 1},
+        "provenance": {}, "runs": [],
+    }))  # fmt: skip
+    before = out.read_text()
+    with pytest.raises(ValueError, match="other settings"):
+        experiments.run_experiment("spatial", seeds=[0], out=out, progress=False)
+    assert out.read_text() == before
+
+
+def test_parallel_jobs_give_the_same_runs_as_one_process(tiny, tmp_path):
+    one = experiments.run_experiment("arrangement", seeds=[0], jobs=1, progress=False)
+    two = experiments.run_experiment(
+        "arrangement", seeds=[0], jobs=2, out=tmp_path / "a.json", keep_models=[0],
+        progress=False,
+    )  # fmt: skip
+    strip = lambda runs: sorted(  # noqa: E731
+        ({k: v for k, v in r.items() if k != "seconds"} for r in runs), key=lambda r: r["variant"]
+    )
+    assert strip(one["runs"]) == strip(two["runs"])
+    kept = sorted(p.name for p in (tmp_path / "a-models").iterdir())
+    assert kept == ["channel-first-seed0.pt", "parallel-seed0.pt", "spatial-first-seed0.pt"]
+
+
+@pytest.mark.parametrize(
+    "arguments, fragments",
+    [
+        (["nope"], ["invalid choice", "'nope'"]),
+        (["attention", "--variants", "cbam,sse"], ["variants", "'sse'"]),
+        (["attention", "--seeds", "0-x"], ["seeds must look like", "'0-x'"]),
+        (["attention", "--jobs", "0"], ["jobs must be an int >= 1", "0"]),
+    ],
+)
+def test_the_command_names_bad_input(arguments, fragments, capsys):
+    from cbam.experiments.cli import main
+
+    try:
+        status = main(arguments)
+    except SystemExit as exit:  # argparse's own refusals
+        status = exit.code
+    assert status == 2
+    error = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in error
+
+
+def test_parse_seeds():
+    assert experiments.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert experiments.parse_seeds("5,1-2,1") == [1, 2, 5]
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_the_interval_is_students_t():
+    interval = mean_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    # t(0.975, 4) = 2.7764; sd = sqrt(2.5)
+    half = 2.7764451 * 2.5**0.5 / 5**0.5
+    assert interval.mean == pytest.approx(3.0)
+    assert interval.low == pytest.approx(3.0 - half, abs=1e-6)
+    assert interval.high == pytest.approx(3.0 + half, abs=1e-6)
+    assert interval.verdict() == "higher"
+    assert mean_interval([-1.0, 1.0, 0.5]).verdict() == "no difference shown"
+    assert mean_interval([-1.0, -1.2, -0.9]).verdict() == "lower"
+    with pytest.raises(ValueError, match="at least 2 values, got 1"):
+        mean_interval([1.0])
+
+
+def fake_result(accuracies: dict[str, list[float]], name: str = "pooling") -> dict:
+    runs = [
+        {"variant": v, "seed": s, "final_val_acc": a / 100, "val_acc": [a / 100] * 3}
+        for v, values in accuracies.items()
+        for s, a in enumerate(values)
+    ]
+    return {"experiment": name, "runs": runs}
+
+
+def test_differences_are_paired_by_seed():
+    # max is always 2 points above avg on the same seed, though seeds spread by 20 points:
+    # unpaired, nothing could be told; paired, the difference is exact.
+    result = fake_result({"avg": [50, 70, 60, 80], "max": [52, 72, 62, 82]})
+    rows = {row.variant: row for row in summarize(result)}
+    assert rows["avg"].difference is None and rows["avg"].verdict == "reference"
+    assert rows["max"].sd == pytest.approx(sample_sd([52, 72, 62, 82]))
+    assert rows["max"].difference.mean == pytest.approx(2.0)
+    assert rows["max"].difference.low == pytest.approx(2.0)
+    assert rows["max"].verdict == "better than the reference"
+
+
+def test_plateau_change_reads_the_mean_curve():
+    result = {"runs": [
+        {"variant": "a", "val_acc": [0.1, 0.50, 0.60, 0.61]},
+        {"variant": "a", "val_acc": [0.2, 0.52, 0.62, 0.60]},
+    ]}  # fmt: skip
+    assert plateau_change(result, "a") == pytest.approx(10.0)
+    assert plateau_change(result, "a", last=2) == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stored runs
+
+STORED = list(experiments.EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", STORED)
+def test_the_stored_runs_are_what_the_course_says(name):
+    result = experiments.load(name)
+    experiment = experiments.get_experiment(name)
+    assert result["experiment"] == name and result["mode"] == "quick"
+    assert result["settings"] == store.normalise({"s": experiments.QUICK.as_dict()})["s"], (
+        "the quick settings changed since these runs were made: re-make them with "
+        f"`make experiments` (cbam-course experiment {name} ...)"
+    )
+    seeds = {}
+    for run in result["runs"]:
+        seeds.setdefault(run["variant"], set()).add(run["seed"])
+        assert len(run["val_acc"]) == len(run["train_loss"]) == experiments.QUICK.epochs
+        assert run["final_val_acc"] == run["val_acc"][-1]
+    assert set(seeds) == set(experiment.variants)
+    paired = set.intersection(*seeds.values())
+    assert len(paired) >= 10 and all(s == paired for s in seeds.values())
+    for variant in experiment.variants:
+        assert plateau_change(result, variant) <= 1.0, f"{variant} has not plateaued"
+    rows = {row.variant: row for row in summarize(result)}
+    assert 50 <= rows[experiment.reference].mean <= 92
+    for key in ("commit", "command", "torch", "python", "device", "cpu", "threads", "date"):
+        assert result["provenance"][key], key
+    assert result["provenance"]["seconds"] > 0
+    assert result["provenance"]["command"].startswith(f"cbam-course experiment {name}")
+
+
+def test_the_baseline_spread_is_small_enough_to_tell():
+    rows = {row.variant: row for row in summarize(experiments.load("attention"))}
+    assert rows["baseline"].sd <= 1.5
+
+
+def test_lesson_06_models_are_stored():
+    experiment = experiments.get_experiment("attention")
+    for variant in experiment.variants:
+        state = experiments.load_model_state("attention", variant, 0)
+        model = experiments.build_model(experiment, variant, 0, experiments.QUICK, 4)
+        model.load_state_dict(state)
+
+
+def check_reproduced(stored: dict, run: dict) -> None:
+    expected = next(
+        r for r in stored["runs"] if (r["variant"], r["seed"]) == (run["variant"], run["seed"])
+    )
+    if store.same_machine(stored):
+        assert run["val_acc"] == expected["val_acc"], (
+            "the stored runs no longer come out of the code that trains: re-make them "
+            "(`make experiments`) in the same commit as the change"
+        )
+    else:
+        assert abs(run["final_val_acc"] - expected["final_val_acc"]) <= 0.01
+
+
+# One re-run of each stored experiment, about a minute each; the first one through the command.
+RERUNS = {"pooling": ("max", 3), "spatial": ("conv1x1-k3", 7), "arrangement": ("parallel", 9)}
+
+
+def test_the_command_reproduces_a_stored_run(tmp_path):
+    out = tmp_path / "attention.json"
+    command = [sys.executable, "-m", "cbam.course.cli", "experiment", "attention",
+               "--variants", "cbam", "--seeds", "0", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cbam seed 0: final validation accuracy" in done.stdout
+    (run,) = json.loads(out.read_text())["runs"]
+    check_reproduced(experiments.load("attention"), run)
+
+
+@pytest.mark.parametrize("name", sorted(RERUNS))
+def test_a_stored_run_is_reproduced(name):
+    variant, seed = RERUNS[name]
+    run = runner.run_one(name, variant, seed, experiments.QUICK)
+    check_reproduced(experiments.load(name), run)
