@@ -25,5 +25,18 @@ def exporting() -> bool:
     A trace records PyTorch operations only, so a call into C would be missing from it; and an
     exported graph should hold standard operations that other runtimes know.
     """
+    return torch.jit.is_tracing() or _export_flag()
+
+
+def _export_flag() -> bool:
+    """``torch.compiler.is_exporting()``, read where Dynamo cannot fold it to a constant.
+
+    Dynamo answers the call itself while it traces: torch 2.11 answers True in every trace,
+    torch.compile's included (2.13 reads the flag). The flag the function returns is read
+    directly where there is one.
+    """
+    flag = getattr(torch.compiler, "_is_exporting_flag", None)
+    if isinstance(flag, bool):
+        return flag
     is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.4
-    return torch.jit.is_tracing() or bool(is_exporting and is_exporting())
+    return bool(is_exporting and is_exporting())
