@@ -23,15 +23,13 @@ def fast(block, x):
 
 
 def test_correct_forwards_pass(capsys):
-    assert check_fast_cbam(fast) is True
-    # Reusing the block's own modules is allowed, as long as block(x) itself is not called.
-    assert check_fast_cbam(lambda block, x: block.spatial(block.channel(x))) is True
+    assert check_fast_cbam(fast)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 6 and all(line.startswith("✓") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("✓") for line in lines)
 
 
 def test_calling_the_block_is_refused(capsys):
-    assert check_fast_cbam(lambda block, x: block(x)) is False
+    assert not check_fast_cbam(lambda block, x: block(x))
     assert "calls block(x)" in capsys.readouterr().out
 
 
@@ -43,9 +41,9 @@ def test_calling_the_c_kernel_is_refused(capsys):
         weights = (mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias, conv.weight, None)
         return torch.ops.cbam.cpu_forward(x, *weights)
 
-    assert check_fast_cbam(through_the_kernel) is False
+    assert not check_fast_cbam(through_the_kernel)
     assert "calls cbam's C kernel" in capsys.readouterr().out
-    assert check_fast_cbam(cpu_kernel.cbam_forward) is False
+    assert not check_fast_cbam(cpu_kernel.cbam_forward)
     assert "calls cbam's C kernel" in capsys.readouterr().out
 
 
@@ -54,7 +52,7 @@ def test_changing_the_input_in_place_is_named(capsys):
         y = x.mul_(_channel_gate(block, x))
         return y.mul_(_spatial_gate(block, y))
 
-    assert check_fast_cbam(in_place) is False
+    assert not check_fast_cbam(in_place)
     out = capsys.readouterr().out
     assert "✗ fast-cbam: the input tensor is left unchanged — x was changed in place" in out
 
@@ -65,16 +63,16 @@ def test_swapped_pooling_order_gives_different_values(capsys):
         pooled = torch.cat([y.amax(dim=1, keepdim=True), y.mean(dim=1, keepdim=True)], dim=1)
         return y * torch.sigmoid(block.spatial.conv(pooled))
 
-    assert check_fast_cbam(swapped) is False
+    assert not check_fast_cbam(swapped)
     assert "different values" in capsys.readouterr().out
 
 
 def test_returning_nothing_and_stubs(capsys):
-    assert check_fast_cbam(lambda block, x: None) is False
+    assert not check_fast_cbam(lambda block, x: None)
     assert "returned None" in capsys.readouterr().out
 
     def stub(block, x):
         raise NotImplementedError("exercise fast-cbam")
 
-    assert check_fast_cbam(stub) is False
+    assert not check_fast_cbam(stub)
     assert len(capsys.readouterr().out.splitlines()) == 1

@@ -2,9 +2,16 @@
 
 * ``check_fast_cbam(fast_cbam)``: an inference forward ``fast_cbam(block, x)`` for a
   ``cbam.CBAM`` block (channel first, avg and max pooling, no BatchNorm in the spatial gate)
-  must give ``block(x)``'s output, leave ``x`` as it was, and compute the result itself rather
-  than call ``block(x)``. Only correctness is checked here; speed is measured in the lesson,
-  as a ratio, because a timing on a shared machine is no verdict.
+  must give ``block(x)``'s output, leave ``x`` as it was, compute the result itself rather
+  than call ``block(x)``, and do no more work than the exercise allows.
+
+Nothing is timed: a timing on a shared machine is no verdict (the lesson measures speed, as a
+ratio). The work is *counted* instead, under a ``TorchDispatchMode`` that sees every ATen
+operation: the operations that read a feature-map-sized tensor, the feature-map-sized buffers
+allocated, the reductions that also compute indices, and how often the MLP's first layer is
+applied. The exercise's budget is what its three changes give: the two reductions and the
+gate's product for each gate (six reads), one buffer (``y``, with the spatial gate multiplied
+into it in place), ``amax`` rather than an index-computing ``max``, one MLP call.
 """
 
 from __future__ import annotations
@@ -15,10 +22,14 @@ import torch
 
 from cbam import cpu_kernel
 from cbam.attention import CBAM
+from cbam.checks.memory_traffic import Traffic, count_traffic
 from cbam.checks.report import CheckFailed, expect_close, run_checks
 
 # (N, C, H, W) of the inputs: odd sizes, a single image, a 1x1 map, a wide map.
 CASES = ((2, 32, 9, 7), (1, 16, 5, 5), (3, 48, 1, 1), (2, 64, 6, 20))
+# Operations that may read the whole feature map: a mean, an amax and the gate's product for
+# the channel gate, the same three for the spatial gate.
+READS = 6
 
 
 def _block(channels: int, seed: int) -> CBAM:
@@ -59,6 +70,35 @@ def _run(fast_cbam: Callable, block: CBAM, x: torch.Tensor) -> tuple[torch.Tenso
     return out, expected
 
 
+def _counted(names: list[str]) -> str:
+    """['mul', 'mean.dim', 'mul'] -> 'mul ×2, mean.dim': what was counted, in the hint."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(name + (f" ×{n}" if n > 1 else "") for name, n in counts.items())
+
+
+def explain_budget(work: Traffic) -> None:
+    """CheckFailed naming every part of the budget the counted work went over."""
+    over = []
+    if work.indices:
+        over.append(f"{len(work.indices)} reduction(s) that also compute the index of every "
+                    f"maximum ({_counted(work.indices)}): use amax, which returns values only")
+    if work.uses > 1:
+        over.append(f"the MLP's first layer was applied {work.uses} times: stack the two "
+                    "descriptors into one (2, N, C) tensor and call the MLP once")
+    if len(work.buffers) > 1:
+        over.append(f"{len(work.buffers)} feature-map-sized buffers allocated "
+                    f"({_counted(work.buffers)}); the budget is one, y = x * channel gate: "
+                    "multiply the spatial gate into y in place (y.mul_(...))")
+    if len(work.reads) > READS:
+        over.append(f"{len(work.reads)} operations read the whole feature map "
+                    f"({_counted(work.reads)}); the budget is {READS}: a mean and an amax, then "
+                    "the gate's product, for each of the two gates")
+    if over:
+        raise CheckFailed("; ".join(over))
+
+
 def check_fast_cbam(fast_cbam: Callable) -> bool:
     """``fast_cbam(block, x)`` must equal ``block(x)`` under ``torch.no_grad()``."""
 
@@ -84,6 +124,16 @@ def check_fast_cbam(fast_cbam: Callable) -> bool:
                 "your function created (e.g. y.mul_(...), not x.mul_(...))"
             )
 
+    def within_the_budget() -> None:
+        block, x = _block(32, seed=7), _input((2, 32, 9, 7), seed=17)
+        with torch.no_grad():
+            expected = block(x)  # the block's own work, before the counting starts
+        _forbid_block_call(block)
+        with torch.no_grad(), count_traffic(x.numel(), block.channel.mlp[0].weight) as work:
+            out = fast_cbam(block, x)
+        expect_close(out, expected, "the output for an input of shape (2, 32, 9, 7)")
+        explain_budget(work)
+
     def works_on_channels_last() -> None:
         block = _block(32, seed=6)
         x = _input((2, 32, 8, 8), seed=16).contiguous(memory_format=torch.channels_last)
@@ -96,6 +146,9 @@ def check_fast_cbam(fast_cbam: Callable) -> bool:
             [
                 ("same output as cbam.CBAM, computed without calling it", matches_the_block),
                 ("the input tensor is left unchanged", leaves_the_input_alone),
+                (f"within the exercise's budget: at most {READS} operations reading the feature "
+                 "map, one feature-map-sized buffer, no max indices, one MLP call",
+                 within_the_budget),
                 ("a channels_last input gives the same result", works_on_channels_last),
             ],
         )
