@@ -16,13 +16,13 @@ def verdicts(capsys) -> list[tuple[bool, str, str]]:
 
 def assert_all_pass(passed: bool, capsys, count: int) -> None:
     lines = verdicts(capsys)
-    assert passed is True, lines
+    assert passed, lines
     assert len(lines) == count and all(ok for ok, _, _ in lines), lines
 
 
 def assert_fails_with(passed: bool, capsys, hint: str) -> None:
     lines = verdicts(capsys)
-    assert passed is False
+    assert not passed
     failed = [h for ok, _, h in lines if not ok]
     assert failed, lines
     assert any(hint in h for h in failed), f"no failing line says {hint!r}: {failed}"
@@ -30,5 +30,5 @@ def assert_fails_with(passed: bool, capsys, hint: str) -> None:
 
 def assert_not_implemented(passed: bool, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
-    assert passed is False
+    assert not passed
     assert len(lines) == 1 and lines[0].startswith("✗") and "not implemented" in lines[0]

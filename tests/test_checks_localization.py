@@ -23,7 +23,7 @@ def loop_over_images(maps, masks):
 
 @pytest.mark.parametrize("implementation", [energy_share, loop_over_images])
 def test_correct_implementations_pass(implementation, capsys):
-    assert check_energy_share(implementation) is True
+    assert check_energy_share(implementation)
     lines = _lines(capsys)
     assert len(lines) == 4 and all(line.startswith("✓ energy-share:") for line in lines)
 
@@ -59,7 +59,7 @@ def zero_division(maps, masks):
     ],
 )
 def test_wrong_implementations_fail_with_their_hint(implementation, hint, capsys):
-    assert check_energy_share(implementation) is False
+    assert not check_energy_share(implementation)
     failed = [line for line in _lines(capsys) if line.startswith("✗")]
     assert failed and any(hint in line for line in failed), failed
 
@@ -68,6 +68,6 @@ def test_a_stub_gives_one_not_implemented_line(capsys):
     def stub(maps, masks):
         raise NotImplementedError("exercise energy-share: write this part")
 
-    assert check_energy_share(stub) is False
+    assert not check_energy_share(stub)
     lines = _lines(capsys)
     assert len(lines) == 1 and "not implemented" in lines[0]

@@ -21,12 +21,12 @@ def right(model, images, labels, optimizer):
 
 
 def test_a_correct_step_passes_every_line(capsys):
-    assert check_training_step(right) is True
+    assert check_training_step(right)
     lines = _lines(capsys)
     assert len(lines) == 3 and all(line.startswith("✓") for line in lines)
 
 
-def test_a_step_returning_a_detached_tensor_passes(capsys):
+def test_a_step_returning_a_detached_tensor_is_told_to_return_a_number(capsys):
     def detached(model, images, labels, optimizer):
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(images), labels)
@@ -34,7 +34,27 @@ def test_a_step_returning_a_detached_tensor_passes(capsys):
         optimizer.step()
         return loss.detach()
 
-    assert check_training_step(detached) is True
+    assert not check_training_step(detached)
+    failed = [line for line in _lines(capsys) if line.startswith("✗")]
+    assert len(failed) == 1 and "returned a tensor (loss.detach() is still a tensor)" in failed[0]
+    assert "loss.item()" in failed[0]
+
+
+def test_stepping_before_backward_names_the_order(capsys):
+    def step_first(model, images, labels, optimizer):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.step()
+        loss.backward()
+        return loss.item()
+
+    assert not check_training_step(step_first)
+    failed = [line for line in _lines(capsys) if line.startswith("✗")]
+    assert failed and all(
+        "the order was optimizer.zero_grad(), then optimizer.step(), then loss.backward()" in line
+        and "call backward first" in line for line in failed)
+    assert not any("did not change" in line or "zero the gradients first" in line
+                   for line in failed)
 
 
 def test_forgetting_zero_grad_is_named(capsys):
@@ -44,7 +64,7 @@ def test_forgetting_zero_grad_is_named(capsys):
         optimizer.step()
         return loss.item()
 
-    assert check_training_step(piles_up) is False
+    assert not check_training_step(piles_up)
     failed = [line for line in _lines(capsys) if line.startswith("✗")]
     assert len(failed) == 1 and "zero the gradients" in failed[0]
 
@@ -57,7 +77,7 @@ def test_returning_the_graph_is_named(capsys):
         optimizer.step()
         return loss
 
-    assert check_training_step(keeps_graph) is False
+    assert not check_training_step(keeps_graph)
     assert "autograd graph" in capsys.readouterr().out
 
 
@@ -71,9 +91,10 @@ def test_a_step_without_update_or_with_its_own_optimizer_fails(capsys):
     def own_optimizer(model, images, labels, _optimizer):
         return right(model, images, labels, torch.optim.SGD(model.parameters(), lr=0.5))
 
-    assert check_training_step(no_step) is False
-    assert "did not change" in capsys.readouterr().out
-    assert check_training_step(own_optimizer) is False
+    assert not check_training_step(no_step)
+    assert "optimizer.step() was never called" in capsys.readouterr().out
+    assert not check_training_step(own_optimizer)
+    assert "optimizer.step() was never called" in capsys.readouterr().out
 
 
 def test_a_stub_gives_one_line_and_the_generator_is_untouched(capsys):
@@ -81,7 +102,7 @@ def test_a_stub_gives_one_line_and_the_generator_is_untouched(capsys):
         raise NotImplementedError("exercise training-step")
 
     state = torch.random.get_rng_state()
-    assert check_training_step(stub) is False
+    assert not check_training_step(stub)
     assert len(_lines(capsys)) == 1
     check_training_step(right)
     assert torch.equal(state, torch.random.get_rng_state())

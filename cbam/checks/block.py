@@ -16,6 +16,7 @@ from torch import nn
 
 from cbam.attention import ARRANGEMENTS, ChannelAttention, SpatialAttention
 from cbam.attention import CBAM as ReferenceCBAM
+from cbam.checks.own_work import OwnWork
 from cbam.checks.report import (
     CheckFailed,
     expect_shape,
@@ -29,9 +30,10 @@ ATOL, RTOL = 1e-5, 1e-4
 # (channels, reduction, kernel_size, input shape): the paper's defaults, then other sizes.
 DEFAULT_CASE = (32, 16, 7, (2, 32, 9, 11))
 OTHER_CASE = (24, 4, 3, (3, 24, 5, 7))
-
-
-
+# The exercises build on cbam.ChannelAttention and cbam.SpatialAttention; only the library's
+# block itself, which also implements the arrangements, would do the exercise for the learner.
+OWN_BLOCK = OwnWork("CBAM", (ReferenceCBAM,))
+OWN_COMBINE = OwnWork("combine", (ReferenceCBAM,))
 
 # ---------------------------------------------------------------------------------------------
 # Finding the learner's weights
@@ -153,7 +155,11 @@ def _explain_shape(out: object, x: torch.Tensor) -> None:
     expect_shape(out, (n, c, h, w), "the output")
 
 
-def _compare(out: object, x: torch.Tensor, references: list, mistakes: Callable) -> None:
+EQ1 = "channel attention followed by spatial attention (Eq. 1)"
+
+
+def _compare(out: object, x: torch.Tensor, references: list, mistakes: Callable,
+             recipe: str = EQ1) -> None:
     _explain_shape(out, x)
     with torch.no_grad():
         if any(tensors_close(out, ref(x)) for ref in references):
@@ -162,8 +168,8 @@ def _compare(out: object, x: torch.Tensor, references: list, mistakes: Callable)
             for wrong, hint in mistakes(ref, x):
                 if tensors_close(out, wrong):
                     raise CheckFailed(hint)
-    raise CheckFailed("the output has the right shape but differs from channel attention "
-                      "followed by spatial attention (Eq. 1) with the same weights")
+    raise CheckFailed(f"the output has the right shape but differs from {recipe} with the same "
+                      "weights")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +217,23 @@ def _check_defaults(CBAM: type) -> None:
                           "(an MLP with biases and a 7x7 convolution without one)")
 
 
+def _check_state_dict(CBAM: type) -> None:
+    """Each weight under one name: the lesson loads cbam.CBAM's weights with load_state_dict,
+    which refuses the extra keys of a module registered twice (self.body = nn.Sequential(
+    self.channel, self.spatial) beside self.channel and self.spatial)."""
+    with seeded(SEED):
+        block = CBAM(DEFAULT_CASE[0])
+    names: dict[int, list[str]] = {}
+    for name, parameter in block.named_parameters(remove_duplicate=False):
+        names.setdefault(id(parameter), []).append(name)
+    twice = [found for found in names.values() if len(found) > 1]
+    if twice:
+        raise CheckFailed(f"the same weights are registered under two names ({twice[0][0]} and "
+                          f"{twice[0][1]}), so its state_dict has keys cbam.CBAM's has not and "
+                          "the lesson's load_state_dict fails: keep each gate in one attribute, "
+                          "self.channel and self.spatial")
+
+
 def _check_gradients(CBAM: type) -> None:
     channels, reduction, kernel_size, shape = DEFAULT_CASE
     with seeded(SEED):
@@ -242,7 +265,9 @@ def check_cbam_block(CBAM: type) -> bool:
          lambda: _check_case(CBAM, OTHER_CASE)),
         ("gradients reach the channel MLP and the spatial convolution",
          lambda: _check_gradients(CBAM)),
-    ])
+        ("each weight is registered once (the lesson loads cbam.CBAM's weights into it)",
+         lambda: _check_state_dict(CBAM)),
+    ], own=(CBAM, OWN_BLOCK))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,6 +299,10 @@ def _arrangement_mistakes(arrangement: str) -> Callable:
                       "it by x"))
         if arrangement == "channel-first":
             found += _mistakes(channel, spatial, x)
+        elif arrangement == "parallel":
+            found.append((channel(x) * spatial(x),
+                          "channel(x) * spatial(x) multiplies by x twice (calling a gate returns "
+                          "x times its map): use x * channel.attention(x) * spatial.attention(x)"))
         elif arrangement == "spatial-first":
             # (A channel map computed from x instead of F' is the parallel arrangement.)
             found.append((x * channel.attention(spatial(x)), "the channel map was applied to x "
@@ -310,7 +339,8 @@ def _check_arrangement(combine: Callable, arrangement: str | None) -> None:
         _explain_shape(out, x)
         raise CheckFailed("without an arrangement argument the result is not channel-first: "
                           "make 'channel-first' the default")
-    _compare(out, x, [reference], _arrangement_mistakes(name))
+    _compare(out, x, [reference], _arrangement_mistakes(name),
+             recipe=f"'{name}', {_FORMULAS[name]}")
 
 
 def _check_unknown(combine: Callable) -> None:
@@ -319,7 +349,12 @@ def _check_unknown(combine: Callable) -> None:
         x = torch.randn(1, 8, 4, 4)
     try:
         combine(x, channel, spatial, "diagonal")
-    except ValueError:
+    except ValueError as error:
+        unnamed = [a for a in ARRANGEMENTS if a not in str(error)]
+        if unnamed:
+            raise CheckFailed(f"the ValueError says {str(error)!r}; name the three choices in "
+                              f"it ({', '.join(map(repr, ARRANGEMENTS))}), so that the reader "
+                              "of the error sees what to write") from None
         return
     except Exception as error:
         raise CheckFailed(f"raised {type(error).__name__}; raise ValueError naming the three "
@@ -334,9 +369,10 @@ def check_arrangements(combine: Callable) -> bool:
               for a in ARRANGEMENTS]
     checks += [
         ("the default arrangement is 'channel-first'", lambda: _check_arrangement(combine, None)),
-        ("an unknown arrangement raises ValueError", lambda: _check_unknown(combine)),
+        ("an unknown arrangement raises ValueError naming the three",
+         lambda: _check_unknown(combine)),
     ]
-    return run_seeded_checks("arrangements", checks)
+    return run_seeded_checks("arrangements", checks, own=(combine, OWN_COMBINE))
 
 
 _FORMULAS = {

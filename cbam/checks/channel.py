@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from cbam import attention
 from cbam.attention import ChannelAttention as ReferenceChannelAttention
+from cbam.checks.own_work import OwnWork
 from cbam.checks.report import CheckFailed, expect_shape, run_seeded_checks, tensors_close
 
 Tensor = torch.Tensor
@@ -36,8 +38,15 @@ def hidden_width(channels: int, reduction: float) -> int:
     return max(int(channels // reduction), 1)
 
 
-def run_isolated(exercise: str, checks: list[tuple[str, Callable[[], object]]]) -> bool:
-    return run_seeded_checks(exercise, checks)
+# What each exercise must not hand its work to: cbam's own version of it.
+OWN_DESCRIPTORS = OwnWork("channel_descriptors", (attention._global_pool,))
+OWN_MLP = OwnWork("shared_mlp", (ReferenceChannelAttention,), watch_init=True)
+OWN_MODULE = OwnWork("ChannelAttention", (ReferenceChannelAttention,))
+
+
+def run_isolated(exercise: str, checks: list[tuple[str, Callable[[], object]]],
+                 own: tuple[object, OwnWork] | None = None):
+    return run_seeded_checks(exercise, checks, own=own)
 
 
 def feature_map(shape: tuple[int, ...], seed: int, requires_grad: bool = False) -> Tensor:
@@ -242,6 +251,10 @@ def _descriptor_shape_hint(value: object, x: Tensor) -> str:
         )
     if shape in ((n, h, w), (n, 1, h, w)):
         return "pooled over the channels (dim 1); channel attention pools over H and W (dims 2, 3)"
+    if n == 1 and shape in ((c,), ()):
+        return (f"is {shape} for x of shape {tuple(x.shape)}: with N = 1, .squeeze() also "
+                "drops the batch dim (and C = 1 the channel dim); squeeze only what was pooled, "
+                ".flatten(1) or .squeeze(-1).squeeze(-1), or pool with x.mean(dim=(2, 3))")
     if shape == (c,):
         return "pooled over the batch too: keep dim 0, pool over H and W only"
     if shape in ((n, c, h), (n, c, w)):
@@ -306,6 +319,7 @@ def check_channel_descriptors(channel_descriptors: Callable) -> bool:
                 lambda: expect_input_gradient(channel_descriptors),
             ),
         ],
+        own=(channel_descriptors, OWN_DESCRIPTORS),
     )
 
 
@@ -398,6 +412,7 @@ def check_shared_mlp(shared_mlp: Callable) -> bool:
             ),
             ("gradients reach the input and both layers", lambda: _check_mlp_gradients(shared_mlp)),
         ],
+        own=(shared_mlp, OWN_MLP),
     )
 
 
@@ -619,4 +634,5 @@ def check_channel_attention(ChannelAttention: type) -> bool:
                 lambda: _check_rejects_wrong_channels(ChannelAttention),
             ),
         ],
+        own=(ChannelAttention, OWN_MODULE),
     )

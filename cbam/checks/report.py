@@ -8,7 +8,38 @@ from contextlib import contextmanager
 
 import torch
 
+from cbam.checks.own_work import OwnWork, Shortcut, expect_not_the_library, guarded
+
 PASS, FAIL = "✓", "✗"
+
+
+class Verdict:
+    """Whether every check passed: true or false like a bool, and shown as nothing.
+
+    A check cell's last line is the check's call; a bool there would add an ``Out[]`` value under
+    the ✓ lines. IPython calls ``_ipython_display_`` instead of showing the value, and this one
+    shows nothing, so a check cell shows its lines and only them.
+    """
+
+    __slots__ = ("passed",)
+
+    def __init__(self, passed: bool) -> None:
+        self.passed = bool(passed)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __eq__(self, other: object) -> bool:
+        return bool(other) == self.passed if isinstance(other, (bool, Verdict)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.passed)
+
+    def __repr__(self) -> str:
+        return repr(self.passed)
+
+    def _ipython_display_(self) -> None:
+        pass
 
 
 class CheckFailed(AssertionError):
@@ -19,37 +50,63 @@ class CheckFailed(AssertionError):
         self.hint = hint
 
 
+def _explain_error(error: BaseException) -> str:
+    """What a check prints for an error it did not expect: its type and first line, or, for
+    errors whose message points away from the learner's code, what the code did."""
+    if isinstance(error, RuntimeError) and "modified by an inplace operation" in str(error):
+        return ("backward failed: an in-place operation (*=, mul_, +=, relu_) changed a tensor "
+                "that autograd saved to compute gradients; write out = out * map instead of "
+                "out *= map")
+    return f"raised {type(error).__name__}: {_first_line(error)}"
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:160] if text else ""
 
 
-def run_checks(exercise: str, checks: Sequence[tuple[str, Callable[[], object]]]) -> bool:
+def run_checks(
+    exercise: str,
+    checks: Sequence[tuple[str, Callable[[], object]]],
+    *,
+    own: tuple[object, OwnWork] | None = None,
+) -> Verdict:
     """Run ``checks`` (description, function) in order and print one line per check.
 
     A check passes when its function returns; it fails when it raises ``CheckFailed`` (whose
     hint is printed) or any other error (its type and first line are printed). An exercise that
-    is still a stub stops the run with a single "not implemented" line. Returns True when all
-    checks passed.
+    is still a stub stops the run with a single "not implemented" line. ``own`` is (the learner's
+    object, what it must not be): cbam's own solution, handed in or called, stops the run with
+    one line saying what was found. Returns a Verdict, true when all checks passed.
     """
+    rule = None
+    if own is not None:
+        candidate, rule = own
+        try:
+            expect_not_the_library(candidate, rule)
+        except Shortcut as shortcut:
+            print(f"{FAIL} {exercise}: {shortcut.hint}")
+            return Verdict(False)
     passed = True
     for description, check in checks:
         try:
-            check()
+            guarded(check, rule)()
+        except Shortcut as shortcut:
+            print(f"{FAIL} {exercise}: {shortcut.hint}")
+            return Verdict(False)
         except NotImplementedError:
             print(f"{FAIL} {exercise}: not implemented yet — write the solution in the exercise "
                   "cell (replace the `raise NotImplementedError`), run it, then this cell")
-            return False
+            return Verdict(False)
         except CheckFailed as failure:
             print(f"{FAIL} {exercise}: {description} — {failure.hint}")
             passed = False
         except Exception as error:  # a learner's bug is a verdict, not a crash of the check cell
-            print(f"{FAIL} {exercise}: {description} — raised {type(error).__name__}: "
-                  f"{_first_line(error)}")
+            print(f"{FAIL} {exercise}: {description} — {_explain_error(error)}")
             passed = False
         else:
             print(f"{PASS} {exercise}: {description}")
-    return passed
+    return Verdict(passed)
 
 
 def expect_shape(actual: torch.Tensor, expected: tuple[int, ...], what: str) -> None:
@@ -88,8 +145,12 @@ def seeded(seed: int = 0) -> Iterator[None]:
 
 
 def run_seeded_checks(
-    exercise: str, checks: Sequence[tuple[str, Callable[[], object]]], seed: int = 0
-) -> bool:
+    exercise: str,
+    checks: Sequence[tuple[str, Callable[[], object]]],
+    seed: int = 0,
+    *,
+    own: tuple[object, OwnWork] | None = None,
+) -> Verdict:
     """``run_checks`` with each check run under ``seeded(seed)``, warnings silenced.
 
     A learner's width-0 layer makes PyTorch warn; the check line already says what is wrong.
@@ -103,7 +164,8 @@ def run_seeded_checks(
 
         return run
 
-    return run_checks(exercise, [(description, isolated(check)) for description, check in checks])
+    return run_checks(exercise, [(description, isolated(check)) for description, check in checks],
+                      own=own)
 
 
 def tensors_close(actual: object, expected: torch.Tensor, *, atol: float = 1e-5,

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cbam import counting, resnet, table4
 from cbam.attention import CBAM, ChannelAttention, SpatialAttention
+from cbam.checks.own_work import OwnWork
 from cbam.checks.report import (
     CheckFailed,
     expect_shape,
@@ -28,9 +30,11 @@ from cbam.table4 import PAPER_TABLE4, PaperRow
 SEED = 0
 ATOL, RTOL = 1e-5, 1e-4
 LAYERS = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
-
-
-
+# The block may hold any of cbam's modules (the factory hands it a cbam.CBAM); the networks of
+# table4 are cbam's ResNets. What is the learner's to write: the bottleneck, and the counting.
+OWN_BLOCK = OwnWork("Bottleneck", (resnet.Bottleneck,))
+OWN_COUNT = OwnWork("count", (counting.count_params, counting.count_macs, counting.macs_by_module,
+                              counting._count_flops, table4.table4_rows))
 
 # ---------------------------------------------------------------------------------------------
 # check_attention_block
@@ -182,7 +186,7 @@ def check_attention_block(Bottleneck: type) -> bool:
          lambda: _check_placement(Bottleneck, downsampling=False)),
         ("a downsampling block (stride 2, projected shortcut) does the same",
          lambda: _check_placement(Bottleneck, downsampling=True)),
-    ])
+    ], own=(Bottleneck, OWN_BLOCK))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +206,20 @@ def _pair(result: object) -> tuple:
         raise CheckFailed(f"count returned {type(result).__name__} {result!r}; return a pair "
                           "(parameters, MACs)")
     return tuple(result)
+
+
+def _whole(number: object) -> bool:
+    return isinstance(number, int) and not isinstance(number, bool)
+
+
+def _expect_ints(params: object, macs: object) -> None:
+    """The exercise asks for a pair of ints; a float (flops / 2) is refused with what it was."""
+    for what, value in (("parameters", params), ("MACs", macs)):
+        if _whole(value):
+            continue
+        kind = type(value).__name__
+        raise CheckFailed(f"the {what} count is a {kind} ({value!r}); count returns a pair of "
+                          "ints: use // (flops // 2, not flops / 2) and int(...) for tensors")
 
 
 def _explain_params(got: object, model: nn.Module) -> None:
@@ -250,6 +268,7 @@ def _check_count(count: Callable, on_meta: bool) -> None:
         ) from error
     _explain_params(params, model)
     _explain_macs(macs, count_macs(model, TOY_INPUT), model, TOY_INPUT)
+    _expect_ints(params, macs)
 
 
 def _models(table4_models: Callable) -> dict:
@@ -307,7 +326,8 @@ def _check_row(count: Callable, models: Callable[[], dict], row: PaperRow) -> No
     model = models()[row.model].to("meta")  # shapes are all that counting needs
     got_params, got_macs = _pair(count(model))
     rounded = (round(got_params / 1e6, 2), round(got_macs / 1e9, 3))
-    if rounded == (row.params_m, row.gflops) and got_macs == int(got_macs):
+    if rounded == (row.params_m, row.gflops):
+        _expect_ints(got_params, got_macs)
         return
     # Off: a counting slip the numbers show, what the network's structure shows, and only then
     # the network counted by cbam.counting (the slow way) against the learner's counting.
@@ -343,4 +363,4 @@ def check_table4(count: Callable, table4_models: Callable) -> bool:
          lambda row=row: _check_row(count, models, row))
         for row in PAPER_TABLE4
     ]
-    return run_seeded_checks("table4", checks)
+    return run_seeded_checks("table4", checks, own=(count, OWN_COUNT))

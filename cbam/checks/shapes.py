@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from cbam.checks.report import CheckFailed, expect_shape, run_checks
 
@@ -96,14 +97,15 @@ def _pair(function: Callable, x: Tensor) -> Callable[[], tuple[object, object]]:
     def result() -> tuple[object, object]:
         if not cache:
             value = function(x.clone())
-            if isinstance(value, Tensor) or not isinstance(value, tuple) or len(value) != 2:
+            # A list [mean, max] is a pair too: the course takes tuples and lists alike.
+            if isinstance(value, Tensor) or not isinstance(value, (tuple, list)) or len(value) != 2:
                 kind = (
                     f"a tensor of shape {tuple(value.shape)}"
                     if isinstance(value, Tensor)
                     else type(value).__name__
                 )
                 raise CheckFailed(f"should return a pair (mean, max), got {kind}")
-            cache.append(value)
+            cache.append(tuple(value))
         return cache[0]
 
     return result
@@ -116,7 +118,15 @@ def _reduction_checks(
     result = _pair(function, x)
     mean, maximum = x.mean(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
 
+    def swapped() -> bool:
+        first, second = result()
+        return all(isinstance(v, Tensor) and v.shape == mean.shape for v in (first, second)) and (
+            torch.allclose(first.detach().float(), maximum) and
+            torch.allclose(second.detach().float(), mean))
+
     def mean_checked():
+        if swapped():
+            raise CheckFailed("mean and max are swapped: return (mean, max) in that order")
         expect_values(
             expect_reduction(result()[0], x, dims, "mean"),
             mean,
@@ -125,6 +135,8 @@ def _reduction_checks(
         )
 
     def max_checked():
+        if swapped():
+            raise CheckFailed("mean and max are swapped: return (mean, max) in that order")
         expect_values(
             expect_reduction(result()[1], x, dims, "max"),
             maximum,
@@ -151,26 +163,54 @@ def check_pool_over_channels(pool_over_channels: Callable[[Tensor], tuple[Tensor
     return run_checks("pool-over-channels", checks)
 
 
+class _LastOperands(TorchDispatchMode):
+    """Notes the shapes of the tensors each operation gets: after a broadcast error, the last
+    ones say how the learner reshaped the weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.shapes = [tuple(a.shape) for a in args if isinstance(a, Tensor)]
+        return func(*args, **(kwargs or {}))
+
+
+def _broadcast_hint(x: Tensor, operands: list[tuple[int, ...]]) -> str:
+    n, c = x.shape[:2]
+    gate = next((s for s in operands if s != tuple(x.shape)), None)
+    if gate is None or gate == (n, c):
+        return (f"x * weights fails for x {tuple(x.shape)} and weights {(n, c)}: broadcasting "
+                "lines up the last dims, so (N, C) meets (H, W); reshape the weights to "
+                "(N, C, 1, 1) first")
+    return (f"x * weights fails for x {tuple(x.shape)} and the weights reshaped to {gate}: "
+            "broadcasting lines up the dims from the right, so each size of the weights must "
+            f"meet its own dim of x; the C weights belong at dim 1: (N, C, 1, 1) = {(n, c, 1, 1)}")
+
+
+def _wrong_dims_hint(out: Tensor, x: Tensor, weights: Tensor) -> str:
+    """Which dim the weights scaled instead of C, when N = H and C = W let it through."""
+    if tuple(x.shape[:2]) == tuple(x.shape[2:]) and torch.allclose(
+            out.detach().float(), x * weights[:, None, None, :], atol=1e-5, rtol=1e-4):
+        return ("weights[n, c] scaled column c (dim 3, W) of every channel, not channel c: the "
+                "C weights belong at dim 1, (N, C, 1, 1)")
+    return "weights[n, c] must scale the whole H x W map of channel c of sample n"
+
+
 def _gated(apply_gate: Callable[[Tensor, Tensor], Tensor], shape: tuple[int, ...], seed: int):
     x = feature_map(shape, seed)
     weights = torch.rand(shape[:2], generator=torch.Generator().manual_seed(seed + 1))
+    recorder = _LastOperands()
     try:
-        out = apply_gate(x.clone(), weights.clone())
+        with recorder:
+            out = apply_gate(x.clone(), weights.clone())
     except RuntimeError as error:
         if "must match the size" not in str(error):
             raise
-        raise CheckFailed(
-            f"x * weights fails for x {tuple(x.shape)} and weights {tuple(weights.shape)}: "
-            "broadcasting lines up the last dims, so (N, C) meets (H, W); reshape the weights "
-            "to (N, C, 1, 1) first"
-        ) from None
+        raise CheckFailed(_broadcast_hint(x, recorder.shapes)) from None
     expect_shape(out, shape, "the output")
-    expect_values(
-        out,
-        x * weights[:, :, None, None],
-        "the output",
-        "weights[n, c] must scale the whole H x W map of channel c of sample n",
-    )
+    expect_values(out, x * weights[:, :, None, None], "the output",
+                  _wrong_dims_hint(out, x, weights))
     return x, weights
 
 
@@ -181,7 +221,13 @@ def check_apply_gate(apply_gate: Callable[[Tensor, Tensor], Tensor]) -> bool:
         x = feature_map(SHAPE, 7)
         weights = torch.rand(SHAPE[:2], generator=torch.Generator().manual_seed(8))
         before = x.clone()
-        apply_gate(x, weights)
+        try:
+            apply_gate(x, weights)
+        except RuntimeError as error:
+            if "must match the size" not in str(error):
+                raise
+            raise CheckFailed("x * weights fails (see the first line), so this could not be "
+                              "tried") from None
         if not torch.equal(x, before):
             raise CheckFailed(
                 "x was changed in place (mul_, *=): return a new tensor, the "

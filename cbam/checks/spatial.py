@@ -28,6 +28,7 @@ from cbam.checks.channel import (
     feature_map,
     run_isolated,
 )
+from cbam.checks.own_work import OwnWork
 from cbam.checks.report import CheckFailed, expect_shape
 
 Tensor = torch.Tensor
@@ -35,6 +36,7 @@ Tensor = torch.Tensor
 # (N, C, H, W, k): k = 7 first, then 3, where a padding fixed at 3 no longer fits; non-square
 # maps, N = 1, C = 1 (where mean and max coincide).
 VALUE_CASES = ((2, 8, 9, 11, 7), (3, 4, 5, 6, 3), (1, 16, 12, 7, 5), (2, 1, 6, 6, 3))
+OWN_MODULE = OwnWork("SpatialAttention", (ReferenceSpatialAttention,))
 
 
 # --- exercise "channel-pool" ----------------------------------------------------------------
@@ -420,16 +422,6 @@ def _check_module_gradients(SpatialAttention: type) -> None:
     expect_gradients(module, feature_map((2, 6, 9, 9), seed=7, requires_grad=True), module)
 
 
-def _check_rejects_unbatched(SpatialAttention: type) -> None:
-    try:
-        SpatialAttention(7)(feature_map((4, 8, 8), seed=8))
-    except Exception:
-        return
-    raise CheckFailed(
-        "an input of shape (4, 8, 8), with no batch dim, went through without an error"
-    )
-
-
 def check_spatial_attention(SpatialAttention: type) -> bool:
     """``SpatialAttention(kernel_size=7)``: ``attention(x)`` and ``forward(x)``."""
     return run_isolated(
@@ -459,9 +451,6 @@ def check_spatial_attention(SpatialAttention: type) -> bool:
                 "gradients reach the input and the kernel",
                 lambda: _check_module_gradients(SpatialAttention),
             ),
-            (
-                "an input without a batch dim raises an error",
-                lambda: _check_rejects_unbatched(SpatialAttention),
-            ),
         ],
+        own=(SpatialAttention, OWN_MODULE),
     )

@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +60,48 @@ def _same_parameters(mine: nn.Module, reference: nn.Module, after: str) -> None:
             )
 
 
+@contextmanager
+def _calls_in_order(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[list[str]]:
+    """Records "zero_grad", "backward" (a gradient reaching the parameters) and "step" in the
+    order they happen; the instance attributes that do it are removed afterwards."""
+    calls: list[str] = []
+
+    def recording(name: str, method: Callable) -> Callable:
+        def run(*args: object, **kwargs: object) -> object:
+            calls.append(name)
+            return method(*args, **kwargs)
+
+        return run
+
+    first = next(model.parameters())
+    hook = first.register_hook(lambda grad: calls.append("backward"))
+    optimizer.step = recording("step", optimizer.step)
+    optimizer.zero_grad = recording("zero_grad", optimizer.zero_grad)
+    try:
+        yield calls
+    finally:
+        hook.remove()
+        del optimizer.step, optimizer.zero_grad
+
+
+def _expect_order(calls: list[str]) -> None:
+    """Name the order that was used when it cannot give SGD's step."""
+    said = ", then ".join({"zero_grad": "optimizer.zero_grad()", "backward": "loss.backward()",
+                           "step": "optimizer.step()"}[c] for c in calls) or "none of them"
+    if "backward" not in calls:
+        raise CheckFailed(f"no gradient reached the parameters: call loss.backward() (called: "
+                          f"{said})")
+    if "step" not in calls:
+        raise CheckFailed(f"optimizer.step() was never called (called: {said})")
+    step, backward = calls.index("step"), calls.index("backward")
+    if step < backward:
+        raise CheckFailed(f"the order was {said}: optimizer.step() uses the gradients that "
+                          "loss.backward() computes, so call backward first")
+    if "zero_grad" in calls[backward:step]:
+        raise CheckFailed(f"the order was {said}: zero_grad() between backward() and step() "
+                          "wipes the gradients the step needs; zero them first")
+
+
 def check_training_step(train_step: Callable) -> bool:
     """``train_step(model, images, labels, optimizer)`` -> the batch's loss before the step."""
 
@@ -68,17 +112,16 @@ def check_training_step(train_step: Callable) -> bool:
         loss = train_step(model, images, labels, optimizer)
         if loss is None:
             raise CheckFailed("train_step returned None; return the loss of the batch")
-        if isinstance(loss, torch.Tensor) and loss.requires_grad:
+        if isinstance(loss, torch.Tensor):
+            graph = (" that still holds the autograd graph" if loss.requires_grad else
+                     " (loss.detach() is still a tensor)")
             raise CheckFailed(
-                "the returned loss still holds the autograd graph; return loss.item() "
-                "or loss.detach() so memory is freed"
+                f"returned a tensor{graph}; return a plain Python number, loss.item(), which "
+                "also lets the graph's memory go"
             )
-        try:
-            value = float(loss)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise CheckFailed(
-                f"the loss should be one number, got {type(loss).__name__}"
-            ) from error
+        if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
+            raise CheckFailed(f"the loss should be one number, got {type(loss).__name__}")
+        value = float(loss)
         if abs(value - expected) > 1e-5 * max(1.0, abs(expected)):
             raise CheckFailed(
                 "the returned loss is not the cross-entropy of the batch before the update "
@@ -87,7 +130,9 @@ def check_training_step(train_step: Callable) -> bool:
 
     def one_step_updates_like_sgd() -> None:
         (model, optimizer), (twin, twin_optimizer), images, labels = _twins(1)
-        train_step(model, images, labels, optimizer)
+        with _calls_in_order(model, optimizer) as calls:
+            train_step(model, images, labels, optimizer)
+        _expect_order(calls)
         _reference_step(twin, images, labels, twin_optimizer)
         untouched = _problem(1)[0].parameters()
         if all(torch.equal(a, b) for a, b in zip(model.parameters(), untouched, strict=True)):
@@ -99,7 +144,9 @@ def check_training_step(train_step: Callable) -> bool:
     def two_steps_do_not_pile_up_gradients() -> None:
         (model, optimizer), (twin, twin_optimizer), images, labels = _twins(2)
         for _ in range(2):
-            train_step(model, images, labels, optimizer)
+            with _calls_in_order(model, optimizer) as calls:
+                train_step(model, images, labels, optimizer)
+            _expect_order(calls)
             _reference_step(twin, images, labels, twin_optimizer)
         try:
             _same_parameters(model, twin, "two steps")
