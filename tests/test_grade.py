@@ -55,6 +55,17 @@ WRONG = {
     "block_spatial_first": ("03", "cbam-block"),
     "resnet_attention_after_add": ("04", "attention-block"),
 }
+# snippet -> (lesson, the exercise it hands to cbam, what the refusal says)
+SHORTCUTS = {
+    "shortcut_channel_alias": ("01", "channel-attention",
+                               "ChannelAttention is cbam's own class cbam.ChannelAttention: "
+                               "write it yourself"),
+    "shortcut_channel_built_name": ("01", "channel-attention",
+                                    "ChannelAttention is cbam's own class"),
+    "shortcut_block_wrapper": ("03", "cbam-block",
+                               "CBAM delegates its forward to cbam.CBAM.forward: write it "
+                               "yourself"),
+}
 # submission -> (lesson, {exercise: snippet}): right, but not the reference's way
 RIGHT = {
     "01_other_ways": ("01", {"channel-descriptors": "channel_descriptors_adaptive",
@@ -170,13 +181,24 @@ def course(tmp_path_factory) -> Graded:
             sources = exercise_sources(reference) | {exercise: snippet(name)}
             learner = load(NOTEBOOKS / _built(lesson).name)
             save(with_sources(learner, sources), folder / "wrong" / f"{name}.ipynb")
+    for name, (lesson, exercise, _) in SHORTCUTS.items():
+        if lesson in built:
+            sources = exercise_sources(load(_built(lesson))) | {exercise: snippet(name)}
+            save(with_sources(load(NOTEBOOKS / _built(lesson).name), sources),
+                 folder / "shortcut" / f"{name}.ipynb")
+    if "01" in built:  # a mistake made twice, for the class report's counts
+        sources = exercise_sources(load(_built("01"))) | {
+            "channel-attention": snippet("channel_sigmoid_each_branch")}
+        save(with_sources(load(NOTEBOOKS / _built("01").name), sources),
+             folder / "wrong" / "channel_sigmoid_each_branch_again.ipynb")
     for name, (lesson, replaced) in RIGHT.items():
         if lesson in built:
             reference = load(_built(lesson))
             sources = exercise_sources(reference) | {e: snippet(s) for e, s in replaced.items()}
             learner = load(NOTEBOOKS / _built(lesson).name)
             save(with_sources(learner, sources), folder / "right" / f"{name}.ipynb")
-    return grade_folder(folder, gradebook=folder.parent / "gradebook.json")
+    return grade_folder(folder, "--summary", str(folder.parent / "class.html"),
+                        gradebook=folder.parent / "gradebook.json")
 
 
 def _report(course: Graded, name: str) -> dict:
@@ -241,6 +263,64 @@ def test_a_wrong_implementation_fails_its_exercise_only(course, name):
     assert wrong["hint"] and "not implemented" not in wrong["hint"]
     assert any(line.startswith("✗") for line in wrong["lines"])
     assert all(r["passed"] for r in results.values()), results
+
+
+@pytest.mark.parametrize("name", SHORTCUTS)
+def test_cbams_own_solution_fails_its_exercise_with_the_hint(course, name):
+    lesson, exercise, hint = SHORTCUTS[name]
+    _needs(lesson)
+    results = exercises(_report(course, f"shortcut/{name}.ipynb"))
+    refused = results.pop(exercise)
+    assert refused["status"] == "failed" and hint in refused["hint"], refused
+    assert all(r["passed"] for r in results.values()), results
+
+
+def test_the_class_report_counts_the_named_mistakes(course):
+    _needs("01")
+    page = (course.gradebook.parent / "class.html").read_text(encoding="utf-8")
+    assert "class report written to" in course.printed
+    # Made by two submissions, and named by the check's own words.
+    assert ('<span class="count">2 ×</span> a sigmoid on each branch, then summed: add the two '
+            "MLP outputs first, then apply one sigmoid") in page
+    assert '<span class="count">1 ×</span> only the average-pooled descriptor is used' in page
+    assert "shortcut/shortcut_channel_alias.ipynb, channel-attention: refused as a shortcut: " \
+           "ChannelAttention is cbam&#x27;s own class cbam.ChannelAttention" in page
+    # The pass rates are the gradebook's.
+    book = json.loads(course.gradebook.read_text())
+    rows = [r for r in book["rows"] if r["lesson"] == "01"]
+    passed = sum(r["channel-attention"] for r in rows)
+    assert (f'<tr data-exercise="channel-attention"><td>channel-attention</td>'
+            f'<td class="number">{passed} of {len(rows)}</td>') in page
+
+
+def test_the_class_report_opens_in_chromium_without_a_network(course):
+    _needs("01")
+    from browser import notebook_page as nb
+
+    if not Path(nb.CHROMIUM).exists():
+        if os.environ.get("CBAM_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"CBAM_REQUIRE_BROWSER=1 but there is no Chromium at {nb.CHROMIUM}")
+        pytest.skip(f"no Chromium at {nb.CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    page_path = course.gradebook.parent / "class.html"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=nb.CHROMIUM, args=nb.CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(offline=True)
+            page = context.new_page()
+            fetched = []
+            page.on("request", lambda request: fetched.append(request.url))
+            page.goto(page_path.as_uri())
+            charts = page.locator("img.chart")
+            assert charts.count() == len({r["lesson"] for r in course.reports.values()
+                                          if r["lesson"]})
+            # Each chart decoded: a width in pixels, drawn from the data inside the file.
+            widths = charts.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
+            assert all(w and w > 100 for w in widths), widths
+            assert page.locator("section#lesson-01 ul.mistakes li").count() >= 4
+            assert all(url.startswith(("file:", "data:")) for url in fetched), fetched
+        finally:
+            browser.close()
 
 
 @pytest.mark.parametrize("name", RIGHT)
@@ -360,6 +440,9 @@ def graded_lesson91(lesson91, tmp_path_factory) -> Graded:
         "cbam-block": snippet("fixture_endless_forward"),
     }), folder / "hangs.ipynb")
     save(with_sources(lesson91.learner, right | {
+        "channel-attention": snippet("fixture_kernel_exit"),
+    }), folder / "kernel_exit.ipynb")
+    save(with_sources(lesson91.learner, right | {
         "channel-attention": snippet("fixture_print_patch"),
         "spatial-attention": snippet("fixture_allclose_patch"),
     }), folder / "tampering.ipynb")
@@ -413,6 +496,20 @@ def test_hangs_time_out_and_the_other_exercises_are_still_graded(graded_lesson91
     assert results["cbam-block"]["status"] == "timed out"
     assert results["attention-in-block"]["passed"]
     assert any("kernel was restarted 1 time" in note for note in report["notes"])
+
+
+def test_a_kernel_that_dies_is_reported_as_dying_not_as_a_timeout(graded_lesson91):
+    report = graded_lesson91.reports["kernel_exit.ipynb"]
+    results = exercises(report)
+    died = results["channel-attention"]
+    assert died["status"] == "failed", died
+    assert "the kernel died while the exercise's check ran (its code crashed or exited " \
+           "Python); grading it took" in died["hint"]
+    seconds = int(re.search(r"grading it took (\d+) s", died["hint"])[1])
+    assert seconds < FIXTURE_TIMEOUT  # noticed at once, not after the cell's timeout
+    assert "timed out" not in died["hint"]
+    # The kernel was replaced and the later exercises graded as usual.
+    assert results["spatial-attention"]["passed"] and results["cbam-block"]["passed"]
 
 
 def test_tampering_is_flagged_and_does_not_spill_over(graded_lesson91):

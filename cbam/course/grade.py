@@ -7,6 +7,7 @@ reference printed. The submission itself is only ever read. See docs/grading.md.
 
     cbam-course grade alice.ipynb               # one report, exit status 0 / 1 / 2
     cbam-course grade submissions/ --gradebook grades.csv
+    cbam-course grade submissions/ --summary class.html    # what the class got wrong
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cbam.course.class_report import SUFFIXES as SUMMARY_SUFFIXES
+from cbam.course.class_report import write_summary
 from cbam.course.grade_report import PASSED, ExerciseResult, Report
-from cbam.course.gradebook import write_gradebook
+from cbam.course.gradebook import gradebook, write_gradebook
 from cbam.course.graded_run import (
     CellResult,
     CellRole,
@@ -140,11 +143,14 @@ def _verdict(
             what = "; ".join(changed) or "the grader's guard was removed"
             return ExerciseResult(name, "suspicious", f"tampering detected: {what}", lines)
     cells = exercise + checks
+    if any(c.kernel_died for c in cells):
+        where = "exercise cell" if any(c.kernel_died for c in exercise) else "check"
+        took = sum(c.seconds for c in cells)
+        return ExerciseResult(name, "failed", f"the kernel died while the exercise's {where} "
+                                              "ran (its code crashed or exited Python); grading "
+                                              f"it took {took:.0f} s", lines)
     if any(c.timed_out for c in cells):
         return ExerciseResult(name, "timed out", f"timed out after {cell_timeout:g} s", lines)
-    if any(c.kernel_died for c in cells):
-        return ExerciseResult(name, "failed", "the kernel died while running this exercise "
-                                              "(the code crashed or exited Python)", lines)
     if any(c.outcome == "not run" for c in checks):
         why = (f"the whole notebook ran past {run.overall_timeout:g} s" if run.overall_timeout
                else "nbval did not run its check cell")
@@ -350,6 +356,9 @@ def _parser() -> argparse.ArgumentParser:
                              "else the course repository's solutions/)")
     parser.add_argument("--gradebook", metavar="OUT.csv|OUT.json",
                         help="write one row per submission, a column per exercise")
+    parser.add_argument("--summary", metavar="OUT.md|OUT.html",
+                        help="write a class report: pass rates, the mistakes the checks named "
+                             "and how often, flagged submissions, a chart")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="notebooks graded at once (default: the number of CPUs)")
     return parser
@@ -365,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cbam-course grade: --gradebook must end in .csv or .json, got {args.gradebook}",
               file=sys.stderr)
         return 2
+    if args.summary and Path(args.summary).suffix.lower() not in SUMMARY_SUFFIXES:
+        print(f"cbam-course grade: --summary must end in .md or .html, got {args.summary}",
+              file=sys.stderr)
+        return 2
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         print(f"cbam-course grade: no such file or folder: {', '.join(missing)}", file=sys.stderr)
@@ -377,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     reports = grade_many(submissions, jobs=args.jobs, lesson=args.lesson,
                          solutions=args.solutions, cell_timeout=args.timeout,
                          total_timeout=args.total_timeout)
+    book = gradebook(reports)  # the numbers of the gradebook and of the summary, once
     if args.gradebook:
-        write_gradebook(reports, Path(args.gradebook))
+        write_gradebook(book, Path(args.gradebook))
+    if args.summary:
+        write_summary(book, Path(args.summary))
     single = len(reports) == 1 and not Path(args.paths[0]).is_dir()
     if args.json:
         data = reports[0].to_dict() if single else [r.to_dict() for r in reports]
@@ -392,4 +408,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{total} of {len(reports)} submission(s) passed every exercise")
         if args.gradebook:
             print(f"gradebook written to {args.gradebook}")
+        if args.summary:
+            print(f"class report written to {args.summary}")
     return max(r.exit_code for r in reports)

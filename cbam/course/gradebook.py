@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from cbam.course.grade_report import Report
@@ -27,6 +28,22 @@ def _reasons(report: Report) -> str:
     return "; ".join(f"{e.name}: {e.hint or e.status}" for e in report.exercises if not e.passed)
 
 
+@dataclass
+class Gradebook:
+    """The graded reports and the table made from them, once: the CSV/JSON gradebook and the
+    class summary (``cbam.course.class_report``) both read their numbers from ``table``."""
+
+    reports: list[Report]
+    columns: list[str]
+    header: list[str]
+    table: list[dict[str, object]]
+
+
+def gradebook(reports: list[Report]) -> Gradebook:
+    header, table = rows(reports)
+    return Gradebook(list(reports), exercise_columns(reports), header, table)
+
+
 def rows(reports: list[Report]) -> tuple[list[str], list[dict[str, object]]]:
     columns = exercise_columns(reports)
     header = ["submission", "lesson", "score", "out_of", *columns, "failures"]
@@ -44,9 +61,11 @@ def rows(reports: list[Report]) -> tuple[list[str], list[dict[str, object]]]:
     return header, table
 
 
-def write_gradebook(reports: list[Report], path: Path) -> None:
-    """Write ``reports`` to ``path``, CSV or JSON by its suffix."""
-    header, table = rows(reports)
+def write_gradebook(reports: list[Report] | Gradebook, path: Path) -> None:
+    """Write ``reports`` (or the gradebook made from them) to ``path``, CSV or JSON by its
+    suffix."""
+    book = reports if isinstance(reports, Gradebook) else gradebook(reports)
+    reports, header, table = book.reports, book.header, book.table
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
         data = {"exercises": exercise_columns(reports), "rows": table,

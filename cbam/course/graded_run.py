@@ -56,6 +56,7 @@ class CellResult:
     timed_out: bool = False
     kernel_died: bool = False
     outputs: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def printed(self) -> str:
@@ -189,6 +190,7 @@ def _read_capture(path: Path, count: int) -> tuple[list[CellResult], set[int], l
                 timed_out=bool(record.get("timed_out")),
                 kernel_died=bool(record.get("kernel_died")),
                 outputs=record.get("outputs", []),
+                seconds=float(record.get("seconds") or 0.0),
             )
     return cells, pids, restarts
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from queue import Empty
 
@@ -47,6 +48,7 @@ class _Recorder:
         self.hung: set[int] = set()  # cell numbers that timed out or took the kernel down
         self.pids: set[int] = set()
         self.cell_timeout: float | None = None
+        self.died = False  # the kernel died by itself during the current cell
 
     def write(self, record: dict) -> None:
         with self.path.open("a", encoding="utf-8") as stream:
@@ -88,6 +90,34 @@ def _timeout(item: pytest.Item) -> float:
     return _recorder.cell_timeout
 
 
+def _watch_for_death(kernel: object) -> None:
+    """Make nbval's wait for a cell's reply notice a kernel that died.
+
+    nbval waits for the reply until --nbval-cell-timeout runs out, so a kernel that exited
+    (``os._exit`` in an exercise, a crash in C) looked like a hang and cost the whole timeout.
+    The wait is cut into half-second slices; between them the kernel's process is looked at.
+    """
+    if getattr(kernel, "_cbam_watched", False):
+        return
+    wait = kernel.await_reply
+
+    def await_reply(msg_id: str, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            try:
+                return wait(msg_id, timeout=left)
+            except Empty:
+                if not kernel.is_alive():
+                    _recorder.died = True
+                    raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    kernel.await_reply = await_reply
+    kernel._cbam_watched = True
+
+
 def _replay(notebook: object, items: list[object]) -> int:
     """Run ``items``' cells in the (new) kernel, outputs unread; the number that ran."""
     kernel = notebook.kernel
@@ -113,9 +143,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # nbval reads the option for every cell, so it can be set cell by cell.
     item.config.option.nbval_cell_timeout = _timeout(item)
     notebook.timed_out = False  # after a timeout nbval would xfail this cell and all later ones
+    _recorder.died = False
+    if _kernel_alive(notebook):
+        _watch_for_death(notebook.kernel)
     if not _recorder.ran or _kernel_alive(notebook):
         return  # before the first cell, nbval has not started the kernel yet
     notebook.setup()  # a new kernel, started as nbval starts one
+    _watch_for_death(notebook.kernel)
     replay = [i for i in _recorder.ran if i.cell_num not in _recorder.hung]
     done = _replay(notebook, replay)
     _recorder.write({"restarted_before": item.cell_num, "replayed": done,
@@ -150,10 +184,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     report = outcome.get_result()
     notebook = item.parent
-    timed_out = bool(notebook.timed_out)
-    kernel_died = not _kernel_alive(notebook)
+    # A kernel that died by itself is no timeout, though nbval counts it as one; a kernel that
+    # is gone after a timeout was stopped by nbval (the code ignored the interrupt).
+    kernel_died = _recorder.died
+    timed_out = bool(notebook.timed_out) and not kernel_died
     _recorder.ran.append(item)
-    if timed_out or kernel_died:
+    if timed_out or kernel_died or not _kernel_alive(notebook):
         _recorder.hung.add(item.cell_num)
     message = ""
     if call.excinfo is not None:
