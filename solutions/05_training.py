@@ -2,78 +2,94 @@
 # # 05 · Training: does attention help?
 #
 # Lessons 01 to 04 built CBAM and placed it in a ResNet. Whether it *helps* is an empirical
-# question, and answering it honestly takes more care than running one training of each model
-# and comparing two numbers. This lesson trains three networks that differ only in their
-# attention module (none, SE, CBAM) on the same data, with the same budget, from several random
-# seeds, and reports the mean and the spread of their accuracies.
+# question, and an honest answer takes more than one training of each network and two numbers
+# side by side. Two runs of the *same* network from two seeds can differ by more than the
+# effect one hopes to see. This lesson is about the method that makes a comparison mean
+# something:
 #
-# On a CPU the lesson runs a *quick* version: a small synthetic task, tiny networks, a few
-# epochs, about a minute in all. On a GPU it switches by itself to the *full* version: more
-# data, more epochs, and CIFAR-10 when torchvision is installed (as on Colab).
+# 1. **the same budget** for every variant: data, network, epochs, schedule, all fixed before
+#    the comparison is run;
+# 2. **training to a plateau**, so that the comparison is of what the networks reach, not of
+#    how fast they start;
+# 3. **paired seeds**: for a given seed every variant starts from the same backbone weights and
+#    sees the same batches, so the seed's luck cancels in their difference;
+# 4. **an interval, and one rule for reading it**: a difference counts only when the 95 %
+#    confidence interval of the paired difference excludes 0.
+#
+# You write the training step; a short live run uses it; then the lesson reads the course's
+# stored runs: four variants, ten seeds each, trained with the same code on a CPU.
 
 # %%
+import dataclasses
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from matplotlib.ticker import MaxNLocator
 
-from cbam.data import SHAPES, SyntheticShapes, make_loaders, synthetic_splits
+from cbam import experiments
+from cbam.data import SHAPES
 from cbam.device import QUICK, pick_device
-from cbam.resnet import resnet_cifar
-from cbam.train import train_model
+from cbam.experiments.figures import plot_differences
+from cbam.experiments.runner import datasets
+from cbam.experiments.stats import final_accuracies
 
 _ = torch.manual_seed(0)  # the one seed for the cells below; each training run has its own
-SEEDS = (0, 1, 2)  # one training run per seed and model
 DEVICE = pick_device()
+if DEVICE.type == "cpu":
+    # The networks are tiny: one thread is about as fast, and on a shared CPU much steadier.
+    torch.set_num_threads(1)
 
 # %% [markdown]
-# The two sets of settings. Everything that differs between the quick and the full version is
-# in this one cell; `CBAM_MODE=full` (or `quick`) in the environment overrides the choice.
+# The settings of the experiment are fixed in the library (`cbam.experiments.QUICK`), and every
+# stored run used them. The live run below is the same code with fewer epochs in the quick
+# version, so that it fits in a minute; on a GPU it trains the full version (CIFAR-10 when
+# torchvision is installed). `CBAM_MODE=full` (or `quick`) in the environment overrides the
+# choice.
 
 # %%
-QUICK_SETTINGS = dict(task="shapes", n_train=1500, n_val=300, epochs=4, batch_size=32, lr=0.1,
-                      depth=8, width=8)
-FULL_SETTINGS = dict(task="cifar10", n_train=20_000, n_val=4_000, epochs=15, batch_size=128,
-                     lr=0.1, depth=20, width=16)
-SETTINGS = QUICK_SETTINGS if QUICK else FULL_SETTINGS
-if DEVICE.type == "cpu":
-    # The quick networks are tiny: splitting each operation across threads gains little, and on
-    # a CPU shared with other programs the threads mostly wait for each other.
-    torch.set_num_threads(1)
+STORED = experiments.QUICK
+LIVE = dataclasses.replace(STORED, epochs=6) if QUICK else experiments.FULL
+LIVE_SEED = 0
+print("stored runs:", {k: v for k, v in STORED.as_dict().items() if k in ("task", "n_train",
+      "n_val", "size", "depth", "width", "reduction", "epochs")})
+print("live run:   ", {"task": LIVE.task, "epochs": LIVE.epochs, "seed": LIVE_SEED})
 
 # %% [markdown]
 # ## A task where *where* matters
 #
 # CBAM's spatial module decides where to look, so a fair test needs images in which the
-# location of the evidence varies and the rest of the picture misleads. The library generates
-# such a task from a seed, with no download: each image holds one object whose **shape** is the
-# class (disc, square, cross or triangle), placed anywhere, at a random size, among thin bars
-# and dots painted in the **same colours**, on a noisy background. Colour carries no
-# information; only the shape of the one object does. Every image also comes with the object's
-# **mask**, which lesson 06 uses to ask whether attention lands on the object.
+# place of the evidence varies and the rest of the picture misleads. The library generates such
+# a task from a seed, with no download: each 16 × 16 image holds one small object whose
+# **shape** is the class (disc, square, cross or triangle), anywhere, among bars and dots
+# painted in the **same colours**, on a noisy background. Colour carries no information; only
+# the shape of the one object does. Every image comes with the object's **mask**, which
+# lesson 06 uses to ask whether the networks look at the object.
+#
+# The task was made hard on purpose: the previous, larger version was solved (99.9 %) by every
+# network, and a task every variant solves cannot tell variants apart.
+# `docs/experiments.md` lists what was tried before these settings were fixed.
 
 # %%
-demo = SyntheticShapes(8, seed=0)
-image, label, mask = demo[0]
-print("classes:", SHAPES)
-print("image:", tuple(image.shape), image.dtype)
-print("label:", int(label), "=", SHAPES[label])
-print("mask: ", tuple(mask.shape), mask.dtype)
+train_set, val_set, _, num_classes = datasets(STORED)
+print("training images:", len(train_set), " validation images:", len(val_set))
+print("one image:", tuple(train_set.images.shape[1:]), " classes:", SHAPES)
+print("images per class (training):", torch.bincount(train_set.labels).tolist())
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plt.subplots(2, 8, figsize=(12, 3.3))
 for i in range(8):
-    axes[0, i].imshow(demo.unnormalized(demo.images[i]).permute(1, 2, 0))
-    axes[0, i].set_title(SHAPES[demo.labels[i]], fontsize=9)
-    axes[1, i].imshow(demo.masks[i], cmap="gray")
+    axes[0, i].imshow(train_set.unnormalized(train_set.images[i]).permute(1, 2, 0))
+    axes[0, i].set_title(SHAPES[train_set.labels[i]], fontsize=9)
+    axes[1, i].imshow(train_set.masks[i], cmap="gray")
 for ax in axes.flat:
     ax.axis("off")
-fig.suptitle("cluttered shapes: images (top) and object masks (bottom)")
+fig.suptitle("the experiments' task: images (top) and object masks (bottom)")
 plt.show()
 
 # %% [markdown]
-# The generator draws the class labels in equal numbers, so chance accuracy is exactly 25 %.
-# The validation set comes from another seed: no image appears in both.
+# The classes come in equal numbers, so chance accuracy is exactly 25 %. The validation images
+# are drawn from another seed: no image appears in both sets.
 
 # %% [markdown]
 # ## Exercise `training-step`: one step of gradient descent
@@ -109,206 +125,219 @@ from cbam.checks.training import check_training_step
 check_training_step(train_step)
 
 # %% [markdown]
-# `cbam.train.fit` runs this same step over and over, with three additions a real loop needs:
+# ## A live run, driven by your step
 #
-# * a **learning-rate schedule** (one-cycle: a short warm-up, then a slow decay), which lets a
-#   short training reach a good optimum;
-# * **mixed precision** on a GPU: the forward pass runs in float16 under `torch.autocast`, and a
-#   `GradScaler` multiplies the loss before `backward()` so that small gradients do not round
-#   to zero in float16, then divides them back before the step;
-# * a **history** of loss and accuracy per epoch, on the training and the validation set, and a
-#   progress bar.
+# `cbam.train.fit(model, ..., step=train_step)` runs *your* function on every batch and adds
+# what a real loop needs around it: a learning-rate schedule (one-cycle: a short warm-up to the
+# peak, then a long decay almost to zero, which is what makes the curves flatten at the end),
+# a history of loss and accuracy per epoch, and a progress bar. Its built-in step computes the
+# same thing as yours (on a GPU, in mixed precision), so on a CPU the two give the same weights.
 #
-# `cbam.train.train_model(build, ..., seed=s)` seeds every random generator, builds the model,
-# and fits it. Seeding *before* building fixes the initial weights as well as the order of the
-# batches, so a (model, seed) pair names one reproducible run: on the CPU, running it twice on
-# the same machine gives the same numbers.
-
-# %% [markdown]
-# ## The data for the comparison
-#
-# The full version downloads CIFAR-10 (about 170 MB, once, into `data/`) when torchvision is
-# installed, and falls back to a larger synthetic task when it is not.
+# `experiments.run_one(name, variant, seed, settings, step=...)` builds the variant's network
+# for the seed and fits it. Seeding fixes the initial weights and the order of the batches, so
+# (variant, seed) names one reproducible run. Two variants are trained here: the plain network
+# and CBAM.
 
 # %% tags=["nbval-ignore-output"]
-if SETTINGS["task"] == "cifar10":
-    from cbam.data import download_cifar10, has_torchvision, load_cifar10
-
-    if not has_torchvision():
-        print("torchvision is not installed: the synthetic task at full size instead")
-        SETTINGS["task"] = "shapes"
-if SETTINGS["task"] == "cifar10":
-    folder = download_cifar10("data")  # ~170 MB, once; the full version asks for it
-    train_set, val_set = load_cifar10(folder, train=True), load_cifar10(folder, train=False)
-    NUM_CLASSES = 10
-else:
-    train_set, val_set = synthetic_splits(SETTINGS["n_train"], SETTINGS["n_val"], seed=0)
-    NUM_CLASSES = len(SHAPES)
-on_gpu = DEVICE.type == "cuda"  # worker processes keep a GPU fed; on a CPU they compete with it
-train_loader, val_loader = make_loaders(
-    train_set, val_set, SETTINGS["batch_size"], num_workers=2 if on_gpu else 0, pin_memory=on_gpu
-)
-
-print(f"device: {DEVICE}, version: {'quick' if QUICK else 'full'}, task: {SETTINGS['task']}")
-print(f"training images: {len(train_set)}, validation images: {len(val_set)}")
+live = {}
+for variant in ("baseline", "cbam"):
+    live[variant] = experiments.run_one("attention", variant, LIVE_SEED, LIVE, device=DEVICE,
+                                        step=train_step, progress=True)
+    print(f"{variant:>8}: final validation accuracy {100 * live[variant]['final_val_acc']:.1f} %"
+          f" after {LIVE.epochs} epochs")
+    if "test_acc" in live[variant]:  # CIFAR-10: validation is held out of the training split
+        print(f"{'':>8}  test accuracy {100 * live[variant]['test_acc']:.1f} % (the test split)")
 
 # %% [markdown]
-# ## Three models, three seeds
+# ## The stored runs
 #
-# The three networks are the same CIFAR ResNet (`cbam.resnet.resnet_cifar`) with a different
-# module in every residual block: nothing, SE, or CBAM, each with the paper's defaults
-# ($r = 16$, $k = 7$). Each is trained once per seed, with the same settings. The curves grow by
-# one line after every run; the progress bar shows the run in progress.
+# The course ran the whole grid once: four variants, seeds 0 to 9, the full quick settings
+# (16 epochs), with this same code. The variants change one thing at a time:
+#
+# | variant | module in every block | what it adds to the one above |
+# |---|---|---|
+# | `baseline` | none | |
+# | `se` | SE: channel attention from average pooling | channel attention |
+# | `channel` | CBAM's channel module (average & max pooling) | max pooling |
+# | `cbam` | CBAM: channel, then spatial attention | the spatial module |
+#
+# The results ship with the library, with the commit, the command, the versions and the machine
+# that made them (`cbam-course experiment attention` re-makes them; a test re-runs one of them
+# and compares).
 
 # %%
-MODELS = {"baseline": None, "SE": "se", "CBAM": "cbam"}
+stored = experiments.load("attention")
+provenance = stored["provenance"]
+print("runs:", len(stored["runs"]), " made with torch", provenance["torch"], "on",
+      provenance["device"], f"({provenance['threads']} thread per run)")
+print("command:", provenance["command"])
 
-
-def build(attention):
-    return lambda: resnet_cifar(SETTINGS["depth"], NUM_CLASSES, attention=attention,
-                                width=SETTINGS["width"])
-
+# %% [markdown]
+# First, did they train to a plateau? For each variant, how far the mean validation accuracy
+# over the ten seeds moves during the last three epochs:
 
 # %%
-from IPython.display import display
-
-histories = {name: [] for name in MODELS}
-colours = dict(zip(MODELS, ("tab:gray", "tab:blue", "tab:red"), strict=True))
-fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
-plt.close(fig)  # shown by train_all below, not by the inline backend
-
-
-def draw():
-    """Draw every finished run (after each run: drawing costs about as much as a training step)."""
-    ax_loss.clear()
-    ax_acc.clear()
-    for name, runs in histories.items():
-        for h in runs:
-            epochs = range(1, h.epochs + 1)
-            ax_loss.plot(epochs, h.train_loss, color=colours[name], alpha=0.6)
-            ax_acc.plot(epochs, h.val_acc, color=colours[name], alpha=0.6)
-    for name in MODELS:
-        ax_acc.plot([], [], color=colours[name], label=name)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log")
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_acc.legend(loc="lower right")
-
-
-def train_all(name):
-    """Train model ``name`` once per seed; the figure in the cell grows by a line per run."""
-    live = display(fig, display_id=True)
-    for seed in SEEDS:
-        _, history = train_model(
-            build(MODELS[name]), train_loader, val_loader, seed=seed, device=DEVICE,
-            epochs=SETTINGS["epochs"], lr=SETTINGS["lr"],
-        )
-        histories[name].append(history)
-        draw()
-        live.update(fig)
-
-
-# %% [markdown]
-# One cell per model, each a few tens of seconds in the quick version. The plain network first:
+variants = list(experiments.get_experiment("attention").variants)
+for variant in variants:
+    change = experiments.plateau_change(stored, variant)
+    print(f"{variant:>8}: moves {change:.2f} points over the last 3 epochs "
+          f"({'a plateau' if change <= 1 else 'still moving'})")
 
 # %% tags=["nbval-ignore-output"]
-train_all("baseline")
-
-# %% [markdown]
-# Then SE, whose gates reweight channels from their averages alone:
-
-# %% tags=["nbval-ignore-output"]
-train_all("SE")
-
-# %% [markdown]
-# And CBAM, with both gates in every block:
-
-# %% tags=["nbval-ignore-output"]
-train_all("CBAM")
-
-# %%
-print("runs per model:", {name: len(runs) for name, runs in histories.items()})
-
-# %% [markdown]
-# ## Mean ± standard deviation
-#
-# A single run's accuracy depends on its seed: the initial weights and the order of the batches.
-# The spread between seeds is the yardstick for any difference between models. A gap smaller
-# than that spread is not evidence of anything.
-
-# %% tags=["nbval-ignore-output"]
-final = {name: torch.tensor([h.val_acc[-1] for h in runs]) for name, runs in histories.items()}
-for name, accuracies in final.items():
-    runs = ", ".join(f"{100 * a:.1f}" for a in accuracies.tolist())
-    print(f"{name:>8}: {100 * accuracies.mean():5.1f} ± {100 * accuracies.std():.1f} %"
-          f"   (runs: {runs})")
-
-# %% [markdown]
-# The standard deviation here is the sample one (`torch.std` divides by $n - 1$), computed from
-# only three runs: a rough estimate, itself uncertain by a large factor.
-
-# %% tags=["nbval-ignore-output"]
-fig, ax = plt.subplots(figsize=(6, 3.8))
-for name, runs in histories.items():
-    curves = torch.tensor([h.val_acc for h in runs])
+colours = dict(zip(variants, ("tab:gray", "tab:blue", "tab:purple", "tab:red"), strict=True))
+fig, ax = plt.subplots(figsize=(7, 3.8))
+for variant in variants:
+    curves = torch.tensor([r["val_acc"] for r in stored["runs"] if r["variant"] == variant])
     epochs = range(1, curves.shape[1] + 1)
-    mean, std = curves.mean(0), curves.std(0)
-    ax.plot(epochs, mean, color=colours[name], label=name)
-    ax.fill_between(epochs, mean - std, mean + std, color=colours[name], alpha=0.2)
-ax.set(xlabel="epoch", ylabel="validation accuracy", title="mean ± std over seeds")
+    for curve in curves:
+        ax.plot(epochs, 100 * curve, color=colours[variant], alpha=0.15, linewidth=0.8)
+    ax.plot(epochs, 100 * curves.mean(0), color=colours[variant], label=f"{variant} (stored)")
+for variant, run in live.items():
+    ax.plot(range(1, len(run["val_acc"]) + 1), [100 * a for a in run["val_acc"]], "--",
+            color=colours[variant], linewidth=2, label=f"{variant} (live, {LIVE.epochs} epochs)")
+ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
+       title="ten seeds per variant (thin), their mean (thick), the live run (dashed)")
 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-ax.legend()
+ax.legend(fontsize=8, loc="lower right")
 plt.show()
+
+# %% [markdown]
+# ## Mean ± sd, and paired differences with their intervals
+#
+# `experiments.summarize` gives, per variant, the mean and the sample standard deviation of
+# the final accuracy over seeds, and its **paired difference** from the reference (`baseline`):
+# for each seed, the variant's accuracy minus the baseline's *of the same seed*, averaged over
+# seeds, with a 95 % Student-t interval. The verdict follows the one rule.
+
+# %%
+rows = experiments.summarize(stored)
+print(experiments.format_table(rows))
+
+# %% tags=["nbval-ignore-output"]
+fig, (ax_mean, ax_diff) = plt.subplots(1, 2, figsize=(11, 3.4))
+for y, row in enumerate(rows):
+    accuracies = list(final_accuracies(stored, row.variant).values())
+    interval = experiments.mean_interval(accuracies)
+    ax_mean.errorbar(interval.mean, y, xerr=[[interval.mean - interval.low],
+                     [interval.high - interval.mean]], fmt="o", color=colours[row.variant],
+                     capsize=4)
+ax_mean.set_yticks(range(len(rows)), [row.variant for row in rows])
+ax_mean.invert_yaxis()
+ax_mean.set(xlabel="final validation accuracy (%), mean and 95 % CI",
+            title="each variant on its own")
+plot_differences(rows, ax_diff, "each variant against the baseline")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Why pair?
+#
+# The same ten seeds, read two ways. *Unpaired*, the difference of two means carries both
+# variants' seed-to-seed spread. *Paired*, each seed's backbone and batches are shared, so what
+# the seed does to both cancels, and only how it treats them *differently* remains. The widths
+# of the two intervals for CBAM against the baseline:
+
+# %%
+from scipy import stats as scipy_stats
+
+base = final_accuracies(stored, "baseline")
+other = final_accuracies(stored, "cbam")
+seeds = sorted(set(base) & set(other))
+a, b = torch.tensor([other[s] for s in seeds]), torch.tensor([base[s] for s in seeds])
+n = len(seeds)
+unpaired = scipy_stats.t.ppf(0.975, 2 * n - 2) * (a.var() / n + b.var() / n).sqrt().item()
+paired = scipy_stats.t.ppf(0.975, n - 1) * ((a - b).std() / n**0.5).item()
+print(f"unpaired: ±{unpaired:.2f} points   paired: ±{paired:.2f} points")
+print("correlation of the two variants' accuracies over seeds:",
+      f"{torch.corrcoef(torch.stack([a, b]))[0, 1].item():+.2f}")
+
+# %% [markdown]
+# The paired interval is narrower exactly when the two variants' accuracies go up and down
+# together over the seeds (a positive correlation); when they do not, pairing gains nothing,
+# and the printed numbers say which case this is.
 
 # %% [markdown]
 # ## What was measured
 #
-# The next cell states the result of *this* run in words. It is computed, not written in
-# advance: on another machine, with more epochs, or on CIFAR-10 the order of the models may
-# change, and the sentence will follow the numbers.
+# The next cell states the result in words. It is computed from the stored numbers, not
+# written in advance: re-make the runs with other settings and the sentences follow.
 
-# %% tags=["nbval-ignore-output"]
-baseline = final["baseline"]
-for name in ("SE", "CBAM"):
-    gap = 100 * (final[name].mean() - baseline.mean()).item()
-    spread = 100 * max(final[name].std().item(), baseline.std().item())
-    verdict = "larger" if abs(gap) > spread else "not larger"
-    print(f"{name} vs baseline: {gap:+.1f} points of validation accuracy, {verdict} than the "
-          f"spread between seeds ({spread:.1f} points).")
-seconds = {name: sum(sum(h.seconds) for h in runs) for name, runs in histories.items()}
-print("training time relative to the baseline:",
-      ", ".join(f"{n} {seconds[n] / seconds['baseline']:.2f}x" for n in MODELS))
+# %%
+for row in rows[1:]:
+    d = row.difference
+    print(f"{row.variant}: {d.mean:+.1f} points against the baseline, 95 % CI "
+          f"[{d.low:+.1f}, {d.high:+.1f}] over {d.n} paired seeds: {row.verdict}.")
+steps = [("se", "baseline", "channel attention"), ("channel", "se", "max pooling"),
+         ("cbam", "channel", "the spatial module")]
+for variant, before, added in steps:
+    step = experiments.summarize(stored, reference=before)
+    d = next(r.difference for r in step if r.variant == variant)
+    print(f"adding {added} ({before} -> {variant}): {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
+          f", {d.verdict('a gain', 'a loss')}")
 
 # %% [markdown]
-# How to read it:
+# And the live run beside the stored ones. In the quick version it is shorter (6 epochs against
+# 16) and has one seed: its accuracies are expected to be lower, and one seed's difference
+# can fall anywhere in the spread of the stored differences.
+
+# %% tags=["nbval-ignore-output"]
+live_gap = 100 * (live["cbam"]["final_val_acc"] - live["baseline"]["final_val_acc"])
+stored_gaps = [other[s] - base[s] for s in seeds]
+cbam_row = next(r for r in rows if r.variant == "cbam")
+print(f"live, seed {LIVE_SEED}, {LIVE.epochs} epochs: cbam - baseline = {live_gap:+.1f} points")
+print(f"stored, {STORED.epochs} epochs: {cbam_row.difference.mean:+.1f} on average, from "
+      f"{min(stored_gaps):+.1f} to {max(stored_gaps):+.1f} over the seeds")
+if LIVE.epochs != STORED.epochs:
+    print(f"The live run stopped after {LIVE.epochs} of {STORED.epochs} epochs, before the "
+          "plateau: it measures early learning, and need not agree with the stored runs.")
+elif min(stored_gaps) <= live_gap <= max(stored_gaps):
+    print("The live difference lies within the stored seeds' range.")
+else:
+    print("The live difference lies outside the stored seeds' range: another machine or "
+          "settings, or a seed unlike the stored ones.")
+
+# %% [markdown]
+# ## How to read it
 #
-# * **A few short runs decide little.** The paper's gains (Table 4: top-1 error 24.56 % for
-#   ResNet-50, 23.14 % with SE, 22.66 % with CBAM) come from full ImageNet trainings of 90
-#   epochs; a quick run on a toy task at a few thousand images can land either way. What the
-#   quick version shows reliably is the *method*: equal budgets, several seeds, spread next to
-#   the mean.
-# * **Short budgets can favour the plain network.** Every sigmoid gate starts near 0.5, so an
-#   attention network begins by damping each residual branch, and must learn to open its gates
-#   before they pay off. If the attention models trail in the quick version, that is one
-#   likely reason, and a longer training (the full version) is the way to find out.
-# * **Attention is not free in time.** The parameters and multiply-accumulates CBAM adds are
-#   tiny (lesson 04), yet the training-time ratio above is well above what those counts
-#   suggest. Lesson 07 explains why.
-# * **Tiny networks starve the channel MLP.** At width 8 the first stage's MLP with $r = 16$ has
-#   a hidden layer of `max(8 // 16, 1) = 1` unit. The full version's width 16 to 64 gives it 1
-#   to 4. The paper's ResNet-50 has 16 to 128.
+# * **On this task, at this size.** The stored runs say how these variants compare on a small
+#   synthetic task, with a ResNet of depth 8, in 16 epochs, with r = 4 (the paper's r = 16 would
+#   leave the first stage's channel MLP a single hidden unit at width 16). They say nothing
+#   directly about ImageNet.
+# * **The paper's numbers** (Table 4, ResNet-50 on ImageNet-1K, top-1 error, one run each):
+#   24.56 % plain, 23.14 % with SE, 22.66 % with CBAM. Gaps of 1.4 and 0.5 points from single
+#   runs: the paper reports no spread. Published CIFAR reproductions find CBAM and SE about
+#   0.2–0.6 points above a plain ResNet, within seed noise; timm's documentation warns that
+#   CBAM's results are mixed and that it can hurt some tasks.
+# * **"No difference shown" is not "equal".** It means ten seeds could not tell; the interval
+#   says how large a difference they could have missed.
+# * **Time is a cost too.** The parameters and multiply-accumulates CBAM adds are tiny
+#   (lesson 04). The stored runs recorded their time per run (two runs at a time on a shared
+#   2-core machine, so read the ratios roughly):
+
+# %%
+seconds = {v: [r["seconds"] for r in stored["runs"] if r["variant"] == v] for v in variants}
+mean_seconds = {v: sum(times) / len(times) for v, times in seconds.items()}
+print("time per run relative to the baseline:",
+      ", ".join(f"{v} {mean_seconds[v] / mean_seconds['baseline']:.2f}x" for v in variants))
+
+# %% [markdown]
+# Lesson 07 measures where the time of an attention block goes: its maps are read and written
+# several times per block, and on networks this small time is spent moving memory more than
+# multiplying.
 
 # %% [markdown]
 # ## Pitfalls
 #
 # * **Comparing one run of each model.** The difference between two seeds of the *same* model
-#   is often as large as the difference between models. Report mean and spread.
-# * **Unequal budgets.** A model trained for more epochs, with a tuned learning rate, or for
-#   longer wall-clock time wins for that reason alone. Here all three share every setting.
-# * **Choosing the epoch by validation accuracy.** Taking each model's best epoch on the
-#   validation set flatters all of them, the noisiest most. This lesson reports the last epoch.
-# * **Reading noise as a result.** With three seeds, a gap of less than about two standard
-#   deviations is what chance alone produces quite often.
+#   is often as large as the difference between models. Report the spread, and pair the seeds.
+# * **Reading noise as a result.** A difference counts when its 95 % interval excludes 0, and
+#   not otherwise; with an interval that crosses 0, say "no difference shown".
+# * **Stopping before the plateau.** Early in training, a network that learns faster looks
+#   better, even if it ends no higher. Check the last epochs before comparing.
+# * **Unequal budgets.** A model trained for more epochs, with a tuned learning rate, or picked
+#   at its best epoch on the validation set wins for that reason alone. Here every variant
+#   shares every setting and the last epoch is reported.
+# * **Changing two things at once.** SE against CBAM changes the pooling *and* adds the spatial
+#   module; the `channel` variant sits between them so that each step changes one thing.
 #
-# Next, lesson 06 opens up the trained networks and asks *where* they look.
+# Next, lesson 06 opens the stored networks and asks *where* they look.

@@ -333,3 +333,29 @@ def test_a_stored_run_is_reproduced(name):
     variant, seed = RERUNS[name]
     run = runner.run_one(name, variant, seed, experiments.QUICK)
     check_reproduced(experiments.load(name), run)
+
+
+def test_the_paper_comparison_sets_both_side_by_side():
+    result = fake_result({"avg": [80, 81, 82], "max": [79, 80, 82], "avg+max": [83, 84, 85]})
+    text = experiments.paper_comparison(result)
+    lines = {line.split()[0]: line for line in text.splitlines()[1:]}
+    assert "23.14" in lines["avg"] and "reference" in lines["avg"]
+    assert "23.20" in lines["max"] and "-0.06" in lines["max"]  # the paper: max is worse
+    assert "22.80" in lines["avg+max"] and "+0.34" in lines["avg+max"]
+    assert "+3.0 [+3.0, +3.0]" in lines["avg+max"]
+
+
+def test_the_difference_plot_colours_by_the_verdict():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    result = fake_result({"avg": [80, 81, 82, 80], "max": [79, 82, 81, 81],
+                          "avg+max": [83, 84, 85, 83]})  # fmt: skip
+    fig, ax = plt.subplots()
+    experiments.plot_differences(summarize(result), ax)
+    colours = [line.get_color() for line in ax.lines if line.get_marker() == "o"]
+    assert colours == ["tab:gray", "tab:green"]  # max: crosses 0; avg+max: above it
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["max", "avg+max"]
+    plt.close(fig)

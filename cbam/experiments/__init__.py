@@ -14,11 +14,13 @@ Re-make a stored result (on a CPU, one process per core)::
     cbam-course experiment attention --seeds 0-9 --jobs 2 --out cbam/results/attention.json
 """
 
+from cbam.experiments.figures import paper_comparison, plot_differences
 from cbam.experiments.runner import build_model, parse_seeds, run_experiment, run_one
 from cbam.experiments.settings import FULL, MODES, QUICK, Settings, settings_for
 from cbam.experiments.stats import (
     Interval,
     VariantSummary,
+    final_accuracies,
     format_table,
     mean_interval,
     plateau_change,
@@ -49,10 +51,13 @@ __all__ = [
     "load_model_state",
     "mean_interval",
     "packaged_path",
+    "paper_comparison",
     "parse_seeds",
     "plateau_change",
+    "plot_differences",
     "run_experiment",
     "run_one",
     "settings_for",
     "summarize",
+    "final_accuracies",
 ]
