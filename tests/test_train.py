@@ -136,3 +136,34 @@ def test_device_choice_and_mode(monkeypatch):
         run_mode()
     monkeypatch.delenv("CBAM_MODE")
     assert run_mode() == ("full" if torch.cuda.is_available() else "quick")
+
+
+def test_a_step_of_ones_own_gives_the_built_in_steps_weights():
+    """Lesson 05 drives fit with the learner's train_step: on a CPU it must train identically."""
+    import torch.nn.functional as F
+
+    calls = []
+
+    def train_step(model, images, labels, optimizer):
+        calls.append(len(labels))
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    train_loader, val_loader = _loaders()
+    runs = []
+    for step in (None, train_step):
+        seed_everything(0)
+        model = _mlp()
+        history = fit(model, train_loader, val_loader, epochs=2, lr=0.05, seed=0,
+                      progress=False, step=step)  # fmt: skip
+        runs.append((model, history))
+    (built_in, h1), (own, h2) = runs
+    assert sum(calls) == 2 * 256  # every batch of both epochs went through the learner's step
+    for a, b in zip(built_in.parameters(), own.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert h1.val_acc == h2.val_acc
+    assert h2.train_loss == pytest.approx(h1.train_loss, rel=1e-6)
+    assert h2.train_acc == []  # the learner's step returns no logits to count from
