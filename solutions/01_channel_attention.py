@@ -183,11 +183,17 @@ from cbam.checks.channel import check_shared_mlp
 check_shared_mlp(shared_mlp)
 
 # %% [markdown]
-# Both descriptors go through **the same** MLP. The paper's reason is economy: one set of
-# weights instead of two halves the parameters. There is a better reason too: the two
-# descriptors describe the same channels in the same order, so whatever the MLP has learned
-# about how channels go together ("fur and whiskers tend to matter together") applies to both.
-# Each branch gives a score per channel, and the scores are added before the sigmoid:
+# Both descriptors go through **the same** MLP. The paper states the sharing ("the MLP weights
+# are shared for both inputs") without arguing for it; its one remark about parameter overhead
+# is the reason for the reduction ratio $r$, not for the sharing. What sharing does is visible
+# in its numbers: Table 4 lists 28.09 M parameters for ResNet-50 with SE and the same 28.09 M
+# with CBAM: with one MLP for both descriptors, CBAM's channel module costs what SE's costs
+# (the end of this lesson counts both).
+#
+# The rest is this course's own reading, not the paper's: the two descriptors describe the
+# same channels in the same order, so whatever the MLP learns about how channels go together
+# ("fur and whiskers tend to matter together") applies to both, and one MLP learns it from
+# both. Each branch gives a score per channel, and the scores are added before the sigmoid:
 
 # %%
 mlp = shared_mlp(64)
@@ -238,8 +244,12 @@ for c in (4, 8, 24, 40, 64, 256, 2048):
     print(f"{c:>5} {c // 8:>6} {c // 16:>6} {timm_width:>6} {max(c // 16, 1):>14}")
 
 # %% [markdown]
-# For the widths of a ResNet (64 and up) the rules mostly agree; they part ways at small $C$,
-# and there the floor rules reach 0.
+# The rules do not agree, even at the widths of a ResNet: $\lfloor C/8 \rfloor$ is twice
+# $\lfloor C/16 \rfloor$ at every width from 64 up, so the $C/8$ MLP has twice the hidden units
+# and about twice the parameters of the paper's. The other three rules agree whenever $C$ is a
+# multiple of 16, as every ResNet width is; at other widths timm's rounding can differ by one
+# (24 and 40). Below 16 the two floor rules reach 0 ($\lfloor C/8 \rfloor$ below 8), and only
+# the rules that keep at least 1 leave the MLP any weights.
 #
 # ### Pitfall: a hidden width of 0 halves every feature, silently
 #
@@ -404,8 +414,10 @@ print("weights in (0, 1):", bool(((channel_map > 0) & (channel_map < 1)).all()))
 # ### Explore: the channel weights of an image
 #
 # One bar per channel, for each of the two images of the batch. The module is untrained, so its
-# weights scatter around 0.5 and differ from image to image only because the descriptors do;
-# training is what pushes useful channels towards 1 and the rest towards 0.
+# weights scatter on both sides of 0.5. The two images get almost the same bars: both are noise
+# drawn from one distribution, so their descriptors are close, and the pattern comes from the
+# module's random weights rather than from the images. Training is what makes the weights
+# depend on the image, pushing the channels that matter for it up and the rest down.
 
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt

@@ -179,26 +179,56 @@ TensorViewer(x, out, names=("F", "F''"))
 
 # %% [markdown]
 # "Attention" here means *suppression*: the block emphasises a feature only by dimming the others.
-# At initialisation both gates sit near 0.5, so a fresh block passes on roughly a quarter of its
-# input's magnitude. A network whose main path ran through many such blocks would shrink its
-# signal layer after layer; lesson 04 shows how ResNet avoids this by placing the block on the
+# How much does a fresh, untrained block dim? Measure it on the batch: the mean of each gate,
+# the mean of their product, and the share of the input's magnitude that comes out.
+
+# %%
+with torch.no_grad():
+    gates = {
+        "M_c(F)": block.channel.attention(x),
+        "M_s(F')": block.spatial.attention(block.channel(x)),
+        "M_c(F) * M_s(F')": maps,
+    }
+    for name, gate in gates.items():
+        print(f"mean of {name:<17} {gate.mean():.2f}")
+    print(f"mean |F''| / mean |F|:    {out.abs().mean() / x.abs().mean():.2f}")
+
+# %% [markdown]
+# The channel gate of a fresh block sits near 0.5, because its MLP's outputs are small and
+# $\sigma(0) = 0.5$. The spatial gate has no reason to: it has no BatchNorm to centre its input
+# and no bias, and its $7 \times 7$ kernel starts from PyTorch's default random initialisation,
+# whose 98 weights sum to some random number. The maximum over channels is positive at every
+# position, so that sum shifts the whole map up or down, and the spatial gate's mean lands
+# wherever this block's random kernel puts it (the cell prints it). The product of the two
+# gates, and the share of the input that comes out, is what a fresh block passes on; in the
+# authors' code the zero-initialised BatchNorm of lesson 02 pins the spatial gate at exactly
+# 0.5 instead. A network whose main path ran through many such blocks would shrink its signal
+# block after block; lesson 04 shows how ResNet avoids this by placing the block on the
 # residual branch, never on the identity path.
 
 # %% [markdown]
 # ## Three ways to combine two gates
 #
 # Eq. 1 is one choice among several. The paper compares three arrangements of the same two
-# modules, all starting from the same input $x$:
+# modules, all starting from the same input $x$: channel-first, spatial-first, and the two
+# modules side by side ("parallel"). For the sequential two, Eq. 1 and its mirror image say
+# exactly what to compute. For the parallel one the paper does not spell out how the two
+# branches are combined, so this course, and `cbam.CBAM(..., arrangement="parallel")`, define
+# it as the product of the two maps, both computed from $x$:
 #
 # | arrangement | recipe |
 # | --- | --- |
-# | channel-first (CBAM) | $F' = M_c(x) \otimes x$, then $F'' = M_s(F') \otimes F'$ |
+# | channel-first (CBAM, Eq. 1) | $F' = M_c(x) \otimes x$, then $F'' = M_s(F') \otimes F'$ |
 # | spatial-first | $F' = M_s(x) \otimes x$, then $F'' = M_c(F') \otimes F'$ |
-# | parallel | both maps from $x$: $F'' = M_c(x) \otimes M_s(x) \otimes x$ |
+# | parallel (this course's) | both maps from $x$: $F'' = M_c(x) \otimes M_s(x) \otimes x$ |
 #
-# In the parallel arrangement the product $M_c(x) \otimes M_s(x)$ is a full
+# In this parallel arrangement the product $M_c(x) \otimes M_s(x)$ is a full
 # $C \times H \times W$ map built as an outer product of a channel vector and a spatial map.
-# In the two sequential ones, the second gate looks at what the first has already changed.
+# It is not the only reasonable reading. BAM, the same authors' other attention module (Park et
+# al., BMVC 2018), also runs a channel and a spatial branch in parallel, but adds their two
+# outputs *before* a single sigmoid, $\sigma(\text{channel scores} + \text{spatial scores})$,
+# instead of multiplying two sigmoids. In the two sequential arrangements, the second gate looks
+# at what the first has already changed.
 
 # %% [markdown]
 # Pick each arrangement in the explorer and follow the two maps: where each is computed, from
@@ -280,7 +310,8 @@ print("same spatial map: ", torch.allclose(map_from_x, map_from_refined))
 # %% [markdown]
 # Which arrangement is better cannot be settled by a forward pass; it takes training. The paper
 # trained all three in a ResNet-50 on ImageNet-1K and reports (Table 3 of Woo et al., 2018) a
-# lower error for channel-first than for either spatial-first or the parallel arrangement. This
+# lower error for channel-first than for either spatial-first or its parallel arrangement
+# (whose combination it does not spell out, so it need not be the product defined above). This
 # course cannot rerun that experiment on a laptop; treat the ranking as the paper's result, not
 # as something shown here. The library
 # keeps the other two arrangements (`cbam.CBAM(C, arrangement="parallel")`) so that you can test

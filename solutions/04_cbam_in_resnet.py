@@ -213,9 +213,43 @@ print("after the add, norm shrank below 1e-6 of the input:",
 
 # %% [markdown]
 # With the gate before the addition, sixteen blocks that have nothing to add pass the input
-# through untouched. With the gate after it, each block dims the signal (at initialisation
-# each of the two gates is near one half), and sixteen of them all but erase it: a deep network
-# built this way starts training with vanishing activations and gradients.
+# through untouched. With the gate after it, each block dims the signal (lesson 03 measured
+# what a fresh block passes on), and sixteen of them all but erase it.
+#
+# Training runs backward through the same products, so the gradients should vanish too. Check
+# it rather than assume it: run a backward pass through both stacks, from the sum of the
+# output (a gradient of 1 at every output position), and look at what reaches the input and
+# the first block's weights. Its only weights with a gradient are the BatchNorm scale
+# $\gamma$ just zeroed, the one that lets the block start adding a correction; with
+# $\gamma = 0$ nothing reaches the convolutions before it, in either placement.
+
+# %%
+def backward_through(block_type):
+    """Input gradient, first block's gamma gradient, output gradient of a stack's output sum."""
+    net = stack(block_type)
+    inputs = features.clone().requires_grad_()
+    output = net(inputs)
+    output.sum().backward()
+    return inputs.grad, net[0].bn3.weight.grad, torch.ones_like(output)
+
+
+grad_in_before, gamma_before, grad_out = backward_through(cbam.resnet.Bottleneck)
+grad_in_after, gamma_after, _ = backward_through(AttentionAfterAdd)
+print("attention before the add, input gradient == output gradient:",
+      torch.equal(grad_in_before, grad_out))
+print("attention after the add,  input gradient below 1e-6 of the output gradient:",
+      bool(grad_in_after.norm() < 1e-6 * grad_out.norm()))
+print("first block's gamma gradient, after / before the add, below 1e-6:",
+      bool(gamma_after.norm() < 1e-6 * gamma_before.norm()))
+
+# %% [markdown]
+# Both vanish. With the gate before the addition, the gradient of the output reaches the input
+# unchanged, as it does in a plain ResNet, and the first block's $\gamma$ gets a gradient it can
+# grow from. With the gate after it, the gradient is multiplied by the gates of all sixteen
+# blocks on its way down and arrives at the bottom, input and first block alike, all but erased:
+# a deep network built this way starts training with vanishing activations and gradients. (The
+# stacks are in eval mode, so that each BatchNorm uses its initial statistics and the forward
+# pass is the one printed above; the gates, not the BatchNorms, do the shrinking.)
 
 # %% [markdown]
 # ## Counting instead of training: parameters and multiply-accumulates
@@ -245,7 +279,7 @@ print("MACs by the formula:  ", 8 * 32 * 32 * 3 * 3**2)
 # %% [markdown]
 # Counting needs shapes, not values. On the `meta` device a tensor has a shape and a dtype but
 # no storage, so a ResNet-50 built there costs no memory and no initialisation, and a forward
-# pass only propagates shapes. That makes each count take about a second on a laptop CPU:
+# pass only propagates shapes, so counting even a full-size network is quick on a laptop:
 
 # %%
 with torch.device("meta"):
@@ -257,8 +291,8 @@ print(next(meta_model.parameters()).device, tuple(next(meta_model.parameters()).
 #
 # Write two functions.
 #
-# 1. `count(model, input_size=(1, 3, 224, 224))` returns a pair of ints
-#    `(parameters, macs)`: the number of parameters of `model` (buffers excluded) and the
+# 1. `count(model, input_size=(1, 3, 224, 224))` returns a pair of ints (not floats: halve
+#    with `//`) `(parameters, macs)`: the number of parameters of `model` (buffers excluded) and the
 #    multiply-accumulates of one forward pass on a zero tensor of shape `input_size`, counted
 #    with `FlopCounterMode` (remember: 2 FLOPs per MAC). Create the input on the model's device,
 #    `next(model.parameters()).device`, so that meta-device models work, and run the forward in
@@ -475,6 +509,7 @@ print(f"those three convolutions: +{extra:,} MACs, the whole difference:",
 # - **v1 versus v1.5.** Table 4's 3.858 is ResNet v1 (stride in the first $1 \times 1$);
 #   torchvision's ResNet-50 is v1.5 (stride in the $3 \times 3$) and counts about 4.09.
 # - **Biases in the MLP.** The paper's parameter counts include the biases of the attention
-#   MLPs; building them with `bias=False` gives 28.07 M instead of 28.09 M for SE.
+#   MLPs; building them with `bias=False` drops $h + C$ parameters per block, and the count
+#   no longer matches the paper's 28.09 M.
 # - **Buffers are not parameters.** Summing over `model.state_dict()` also counts BatchNorm's
 #   running statistics and overstates the parameters.
