@@ -211,7 +211,9 @@ class CBAM(nn.Module):
             "channel-first" (the paper's choice): ``y = M_c(x) * x``, ``out = M_s(y) * y``;
             "spatial-first": ``y = M_s(x) * x``, ``out = M_c(y) * y``;
             "parallel": both maps from x itself, ``out = M_c(x) * M_s(x) * x``
-            (a single 3-D map, the outer product of the two, applied once).
+            (a single 3-D map, the outer product of the two, applied once). The paper does not
+            say how its parallel branches are combined; this product is the library's choice
+            (BAM, by the same authors, adds the two branches' scores before one sigmoid).
         spatial: False drops the spatial module, leaving channel attention alone.
         min_hidden, bias, pool_types: passed to ``ChannelAttention``.
         batch_norm, channel_reduction: passed to ``SpatialAttention``.
