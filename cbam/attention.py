@@ -344,6 +344,12 @@ class _SameConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+        # Under autocast the convolution computes in autocast's dtype, and backward (which runs
+        # without autocast) must see the tensors it used: cast them here, once.
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
