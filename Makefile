@@ -3,6 +3,8 @@
 # make test   - set up .venv if needed, then run the whole test suite
 # make build  - rebuild the generated notebooks from solutions/*.py
 # make grade SUBMISSION=path/to/notebook.ipynb
+# make gpu-check   - on a CUDA machine: CUDA tests, training lessons in full mode, the benchmark
+# make colab-check - build Colab's versions (Python 3.13, torch 2.11, ...) in .colab/, run the suite
 # Each target installs what it needs; from a fresh clone each works alone.
 
 PYTHON ?= python3
@@ -64,6 +66,14 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# Writes gpu-check-report.md; fails at once, saying so, where there is no CUDA GPU.
+gpu-check: $(STAMP)
+	$(PY) -m cbam.gpu_check
+
+# Downloads a few GB on the first run (torch's CUDA build), so CI does not run it.
+colab-check:
+	scripts/colab_like.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
