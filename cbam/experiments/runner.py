@@ -147,10 +147,15 @@ def run_one(
 
 
 def _worker(args: tuple) -> dict:
-    """One run in a worker process: one thread, as the stored runs were made."""
-    torch.set_num_threads(1)
+    """One run of a grid; on the CPU with one thread, as the stored runs were made."""
     name, variant, seed, settings, device, keep_model = args
-    return run_one(name, variant, seed, settings, device=device, keep_model=keep_model)
+    threads = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return run_one(name, variant, seed, settings, device=device, keep_model=keep_model)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -212,12 +217,9 @@ def run_experiment(
 
     def finished(record: dict) -> None:
         result["runs"].append(record)
-        result["runs"].sort(
-            key=lambda r: (
-                r["seed"],
-                variants.index(r["variant"]) if r["variant"] in variants else len(variants),
-            )
-        )
+        # By seed, then in the experiment's order of variants, however the runs finished.
+        order = list(experiment.variants)
+        result["runs"].sort(key=lambda r: (r["seed"], order.index(r["variant"])))
         result["provenance"]["seconds"] = round(
             result["provenance"]["seconds"] + record["seconds"], 1
         )
@@ -229,7 +231,7 @@ def run_experiment(
     try:
         if jobs == 1 or len(tasks) <= 1:
             for task in tasks:
-                finished(_worker(task) if device.type == "cpu" else run_one(*task[:4]))
+                finished(_worker(task))
                 bar.update()
         else:
             # spawn: a fresh interpreter per worker, no copy of this process's threads or state.
