@@ -294,19 +294,24 @@ def test_table4_from_the_librarys_resnets_passes(capsys):
 # --- the watch itself ----------------------------------------------------------------------------
 
 
-def test_the_watch_leaves_the_profile_hook_as_it_was():
-    def mine(*_args):
-        return None
+def test_the_watch_puts_the_librarys_code_back():
+    codes = (cbam.CBAM.forward.__code__, cbam.CBAM.extra_repr.__code__)
+    with watching(OwnWork("CBAM", (cbam.CBAM,))):
+        assert cbam.CBAM.forward.__code__ is not codes[0]  # the stand-in, while watched
+    assert (cbam.CBAM.forward.__code__, cbam.CBAM.extra_repr.__code__) == codes
+    with pytest.raises(RuntimeError), watching(OwnWork("CBAM", (cbam.CBAM,))):
+        raise RuntimeError("a check that fails")
+    assert cbam.CBAM.forward.__code__ is codes[0]
 
-    import sys
 
-    sys.setprofile(mine)
-    try:
-        with watching(OwnWork("CBAM", (cbam.CBAM,))):
-            pass
-        assert sys.getprofile() is mine
-    finally:
-        sys.setprofile(None)
+def test_a_watched_method_keeps_its_defaults_and_super():
+    # ChannelAttention.__init__ has keyword defaults and calls super(): under the stand-in
+    # both still work (and a test's frame, like a learner's, is noted).
+    with pytest.raises(Shortcut), watching(
+            OwnWork("shared_mlp", (cbam.ChannelAttention,), watch_init=True)):
+        module = cbam.ChannelAttention(32, min_hidden=3)
+        assert module.hidden_channels == 3 and module.pool_types == ("avg", "max")
+    assert cbam.ChannelAttention(32).hidden_channels == 2
 
 
 def test_a_call_from_learner_code_is_a_shortcut():

@@ -7,7 +7,7 @@ refusal looks at run time instead:
 
 * **what the object is**: the library's class or function itself, or a class with the library's
   class in its MRO;
-* **which code runs**: while the checks call the learner's code, a profile hook watches for the
+* **which code runs**: while the checks call the learner's code, a trace hook watches for the
   code objects of the library's own implementation *of this exercise*. They may run when a check
   calls them itself (to compute the expected output), never beneath a frame of the learner's
   code, and never with a ``self`` that is not one of the library's own objects (a learner's
@@ -65,20 +65,22 @@ class OwnWork:
     forbidden: tuple[object, ...]
     watch_init: bool = False
     codes: dict[types.CodeType, str] = field(init=False, compare=False, repr=False)
+    functions: list[types.FunctionType] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         codes: dict[types.CodeType, str] = {}
+        functions = []
         for obj in self.forbidden:
-            if isinstance(obj, type):
-                for name, member in vars(obj).items():
-                    if name == "__init__" and not self.watch_init:
-                        continue
-                    code = getattr(_unwrap(member), "__code__", None)
-                    if code is not None:
-                        codes[code] = f"{_qualified(obj)}.{name}"
-            elif (code := getattr(_unwrap(obj), "__code__", None)) is not None:
-                codes[code] = _qualified(obj)
+            members = ([(f"{_qualified(obj)}.{name}", member) for name, member in vars(obj).items()
+                        if name != "__init__" or self.watch_init]
+                       if isinstance(obj, type) else [(_qualified(obj), obj)])
+            for qualified, member in members:
+                function = _unwrap(member)
+                if isinstance(function, types.FunctionType):
+                    codes[function.__code__] = qualified
+                    functions.append(function)
         object.__setattr__(self, "codes", codes)
+        object.__setattr__(self, "functions", functions)
 
 
 def _qualified(obj: object) -> str:
@@ -121,21 +123,34 @@ def _kind(obj: object) -> str:
 
 
 def _is_learners(code: types.CodeType) -> bool:
-    path = os.path.abspath(code.co_filename) if not code.co_filename.startswith("<") else ""
-    if not path:
+    return _learners_file(code.co_filename)
+
+
+@functools.cache
+def _learners_file(filename: str) -> bool:
+    if filename.startswith("<"):
         # "<string>" and friends: compiled at run time, by the learner's exec or by a library
         # (dataclasses, namedtuple); only a frame of a notebook cell is surely the learner's.
         return False
+    path = os.path.abspath(filename)
     return not (path.startswith(_CBAM_DIR) or path.startswith(_INSTALLED))
 
 
 def _library_classes() -> set[type]:
+    """cbam's own classes; looked up again only when a cbam module was imported since."""
+    loaded = [name for name in list(sys.modules) if name == "cbam" or name.startswith("cbam.")]
+    if _classes_seen[0] == len(loaded):
+        return _classes_seen[1]
     found = set()
     for name, module in list(sys.modules.items()):
         if name == "cbam" or name.startswith("cbam."):
             found |= {v for v in vars(module).values()
                       if isinstance(v, type) and (v.__module__ or "").startswith("cbam")}
+    _classes_seen[:] = [len(loaded), found]
     return found
+
+
+_classes_seen: list = [-1, set()]
 
 
 def _learner_caller(frame: types.FrameType | None) -> types.FrameType | None:
@@ -150,35 +165,76 @@ def _learner_caller(frame: types.FrameType | None) -> types.FrameType | None:
     return None
 
 
-@contextmanager
-def watching(own: OwnWork) -> Iterator[None]:
-    """Run the body with a profile hook that notes the library's solution running for the
-    learner; raises Shortcut at the end when it did (even if the learner's code caught it)."""
-    if not own.codes:
-        yield
-        return
-    codes, library = own.codes, _library_classes()
-    found: list[str] = []
+# The watch in force: (what, the calls found, the library's classes); one at a time.
+_watch: tuple[OwnWork, list[str], set[type]] | None = None
 
-    def profile(frame: types.FrameType, event: str, _arg: object) -> None:
-        if event != "call" or frame.f_code not in codes or found:
-            return
-        caller = _learner_caller(frame.f_back)
-        owner = frame.f_locals.get("self", None) if frame.f_code.co_varnames[:1] == ("self",) \
-            else None
+
+def _called(original: types.FunctionType, args: tuple, kwargs: dict) -> object:
+    """A watched function was called: note it if the learner's code called it, then run it."""
+    if _watch is not None and not _watch[1]:
+        own, found, library = _watch
+        code = original.__code__
+        caller = _learner_caller(sys._getframe(2))  # past the stand-in, to whoever called it
+        owner = args[0] if args and code.co_varnames[:1] == ("self",) else None
         if caller is not None:
             method = caller.f_code.co_name
             in_a_method = caller.f_code.co_varnames[:1] == ("self",)
-            found.append(f"{own.subject} calls {codes[frame.f_code]}: write it yourself"
+            found.append(f"{own.subject} calls {own.codes[code]}: {WRITE_IT_YOURSELF}"
                          if not in_a_method else
-                         f"{own.subject} delegates its {method} to {codes[frame.f_code]}: "
-                         "write it yourself")
+                         f"{own.subject} delegates its {method} to {own.codes[code]}: "
+                         f"{WRITE_IT_YOURSELF}")
         elif owner is not None and type(owner) not in library:
-            found.append(f"{own.subject} borrows cbam's own {codes[frame.f_code]} as its "
-                         f"{frame.f_code.co_name}: write it yourself")
+            found.append(f"{own.subject} borrows cbam's own {own.codes[code]} as its "
+                         f"{code.co_name}: {WRITE_IT_YOURSELF}")
+    return original(*args, **kwargs)
 
-    previous = sys.getprofile()
-    sys.setprofile(profile)
+
+@functools.cache
+def _stand_in_code(original: types.CodeType) -> types.CodeType:
+    """A code object that calls ``_called``, with the free variables of ``function``'s code, so
+    that it can take that code's place (``super()`` makes ``__class__`` one of them)."""
+    free = original.co_freevars
+    names = ", ".join(free)
+    source = ("def outer():\n"
+              + (f"    {names} = {', '.join('None' for _ in free)}{',' if len(free) == 1 else ''}\n"
+                 if free else "")
+              + "    def stand_in(*args, __cbam_original__=None, **kwargs):\n"
+              + (f"        ({names}{',' if len(free) == 1 else ''})\n" if free else "")
+              + "        return __import__('cbam.checks.own_work', fromlist=['_called'])._called("
+                "__cbam_original__, args, kwargs)\n"
+              + "    return stand_in\n")
+    namespace: dict = {}
+    exec(compile(source, "<cbam own-work watch>", "exec"), namespace)
+    return namespace["outer"]().__code__
+
+
+@contextmanager
+def watching(own: OwnWork) -> Iterator[None]:
+    """Run the body with the library's solution of the exercise watched; raises Shortcut at the
+    end when the learner's code ran it (even if that code caught the error).
+
+    Each watched function's code is swapped, for the body only, for a stand-in that notes who
+    called it and then runs a copy of the original: every reference to the function, however
+    the learner got hold of it, runs the stand-in, and nothing else is slowed down.
+    """
+    global _watch
+    if not own.functions or _watch is not None:
+        yield
+        return
+    found: list[str] = []
+    swapped = []
+    for function in own.functions:
+        original = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                                      function.__defaults__, function.__closure__)
+        original.__kwdefaults__ = function.__kwdefaults__
+        # The stand-in gets the copy as the default of a keyword-only argument: its globals
+        # are the library module's, where nothing of the watch may be added.
+        code = _stand_in_code(function.__code__)
+        swapped.append((function, function.__code__, function.__defaults__,
+                        function.__kwdefaults__))
+        function.__code__ = code
+        function.__defaults__, function.__kwdefaults__ = None, {"__cbam_original__": original}
+    _watch = (own, found, _library_classes())
     try:
         yield
     except Exception as error:
@@ -186,7 +242,10 @@ def watching(own: OwnWork) -> Iterator[None]:
             raise Shortcut(found[0]) from error
         raise
     finally:
-        sys.setprofile(previous)
+        _watch = None
+        for function, code, defaults, kwdefaults in swapped:
+            function.__code__, function.__defaults__ = code, defaults
+            function.__kwdefaults__ = kwdefaults
     if found:
         raise Shortcut(found[0])
 
