@@ -14,7 +14,10 @@
 # **How the exercises work.** An exercise cell contains `# YOUR CODE HERE` followed by
 # `raise NotImplementedError(...)`. Replace those two lines with your code and run the cell. The
 # cell after it is a *check*: it calls your code on test inputs and prints one line per check,
-# ✓ when it passed and ✗ with a hint when it did not. Run it again after every fix.
+# ✓ when it passed and ✗ with a hint when it did not. Run it again after every fix. Later lessons
+# build what the `cbam` library already contains; handing in the library's own version (its
+# class, a subclass of it, or code that calls it) is not doing the exercise, and the check says
+# so.
 
 # %%
 import torch
@@ -114,7 +117,8 @@ print("AdaptiveAvgPool2d(1) is the mean over H, W:",
 #
 # Write `global_descriptors(x)`. For a batch `x` of shape $(N, C, H, W)$ it returns the pair
 # `(mean, max)`, each of shape $(N, C, 1, 1)$: the mean and the maximum of each channel of each
-# image over its $H \times W$ positions.
+# image over its $H \times W$ positions. Return them as a tuple or a list: a pair is a pair, in
+# this lesson and the next ones.
 #
 # The check calls your function on a $(2, 3, 4, 5)$ tensor and compares both results, shape first
 # and then values, with PyTorch's own computation. A wrong shape gets a hint that names the
@@ -131,13 +135,14 @@ def global_descriptors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ### END SOLUTION
 
 
-mean, maximum = global_descriptors(x)
-print("mean", tuple(mean.shape), " max", tuple(maximum.shape))
-
 # %% tags=["nbval-check-output"] check="global-descriptors"
 from cbam.checks.shapes import check_global_descriptors
 
 check_global_descriptors(global_descriptors)
+
+# %%
+mean, maximum = global_descriptors(x)
+print("mean", tuple(mean.shape), " max", tuple(maximum.shape))
 
 # %% [markdown]
 # ## Exercise `pool-over-channels`: one number per position
@@ -162,13 +167,14 @@ def pool_over_channels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ### END SOLUTION
 
 
-mean, maximum = pool_over_channels(x)
-print("mean", tuple(mean.shape), " max", tuple(maximum.shape))
-
 # %% tags=["nbval-check-output"] check="pool-over-channels"
 from cbam.checks.shapes import check_pool_over_channels
 
 check_pool_over_channels(pool_over_channels)
+
+# %%
+mean, maximum = pool_over_channels(x)
+print("mean", tuple(mean.shape), " max", tuple(maximum.shape))
 
 # %% [markdown]
 # ## Broadcasting a gate
@@ -228,15 +234,16 @@ def apply_gate(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
-weights = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 2.0]])
-out = apply_gate(x, weights)
-print("output", tuple(out.shape))
-print("channel 1 of image 0 switched off:", bool((out[0, 1] == 0).all()))
-
 # %% tags=["nbval-check-output"] check="apply-gate"
 from cbam.checks.shapes import check_apply_gate
 
 check_apply_gate(apply_gate)
+
+# %%
+weights = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 2.0]])
+out = apply_gate(x, weights)
+print("output", tuple(out.shape))
+print("channel 1 of image 0 switched off:", bool((out[0, 1] == 0).all()))
 
 # %% [markdown]
 # ## Widget: shapes through a whole CBAM block

@@ -88,6 +88,12 @@ print("x:", tuple(x.shape))
 #
 # Reductions over several dimensions at once (`dim=(2, 3)`) do it in one call each.
 #
+# The shape is not lesson 00's $(N, C, 1, 1)$, and on purpose: there the descriptors were gates
+# to broadcast against `x`, so they kept their dimensions; here they are the input of an MLP,
+# whose `nn.Linear` layers take vectors, one row of $C$ numbers per image. So pool without
+# `keepdim` (or flatten the $1 \times 1$ away); the map is brought back to $(N, C, 1, 1)$ only at
+# the end, to rescale `x`. As in lesson 00, a tuple or a list both do for the pair.
+#
 # **How it is checked.** `check_channel_descriptors` calls your function on random maps of
 # shapes $(2, 5, 3, 4)$, $(1, 3, 1, 1)$ and $(4, 7, 6, 2)$ and compares both results with the
 # true mean and maximum. It checks the shapes first and says what went wrong if they differ

@@ -285,8 +285,7 @@ ShapeExplorer(module="spatial", kernel_size=7)
 # $C = 1$ and non-square maps). When they differ it compares your result with the usual
 # mistakes (a padding that does not follow $k$, the [max, mean] order, no sigmoid or two, a
 # BatchNorm, the map returned instead of the rescaled input, ...) and names the one it matches.
-# It also counts parameters ($2k^2$), checks that gradients reach the input and the kernel, and
-# that an input without a batch dimension raises.
+# It also counts parameters ($2k^2$) and checks that gradients reach the input and the kernel.
 
 # %% tags=["exercise"] exercise="spatial-attention"
 class SpatialAttention(nn.Module):

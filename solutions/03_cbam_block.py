@@ -88,7 +88,11 @@ print(torch.allclose(spatial_gate(channel_gate(x)), out))
 # $r = 16$, $k = 7$ on 32 channels, and $r = 4$, $k = 3$ on 24), copies your weights into the
 # library's `cbam.CBAM` and compares the outputs. If they differ, the hint says which common
 # mistake your output matches (spatial first, both maps from $x$, a map returned instead of
-# features, ...). It also checks that gradients reach both gates.
+# features, ...). It also checks that gradients reach both gates, and that each weight is
+# registered once. Keep the two gates as `self.channel` and `self.spatial` and no other module
+# holding them: the cell after the check loads `cbam.CBAM`'s weights into your block by these
+# names, and a second name for the same gate (an extra `nn.Sequential` of both) would be a key
+# the library's block does not have.
 
 # %% tags=["exercise"] exercise="cbam-block"
 class CBAM(nn.Module):
