@@ -12,7 +12,8 @@
 # 2. **training to a plateau**, so that the comparison is of what the networks reach, not of
 #    how fast they start;
 # 3. **paired seeds**: for a given seed every variant starts from the same backbone weights and
-#    sees the same batches, so the seed's luck cancels in their difference;
+#    sees the same batches, so that what the seed does to both can cancel in their difference
+#    (how much it cancels is measured below);
 # 4. **an interval, and one rule for reading it**: a difference counts only when the 95 %
 #    confidence interval of the paired difference excludes 0.
 #

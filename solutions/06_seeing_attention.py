@@ -292,15 +292,18 @@ print(f"highest pointing score: {best}")
 # %% [markdown]
 # How to read it:
 #
-# * **Grad-CAM of the true class** asks where the evidence for the object's class lies; in a
-#   network that has learned the task it should lie on the object. The table says, for each
-#   variant, whether it does more often than a map that knows nothing.
+# * **Grad-CAM of the true class** asks where the evidence for the object's class lies. Each
+#   variant's row says how often its highest point falls on the object, against the uniform
+#   map's line; the rows of different variants can be compared the same way, interval against
+#   interval.
 # * **CBAM's spatial maps were never trained to localise.** Nothing in the loss asks for it;
 #   they are whatever reweighting helped classification. A map can suppress clutter, highlight
 #   the object, or respond to every edge; which one happened here is what the rows above
-#   measure, stage by stage.
-# * **Coarse maps lose points for resolution alone.** A 4 × 4 map upsampled to 16 × 16 blurs over
-#   the object's border, which costs energy share even when it is centred perfectly.
+#   measure, stage by stage, and the printed ranges of each stage's weights show how much of
+#   the (0, 1) scale each stage uses.
+# * **Coarse maps lose points for resolution alone.** Layer 3's maps (both CBAM's and
+#   Grad-CAM's) have 4 × 4 positions, upsampled to 16 × 16: they blur over the object's border,
+#   which costs energy share even when they are centred on it.
 # * **Five seeds, one task.** The intervals are over five trained networks per variant; they
 #   say how stable a score is across training runs, not how it would look on another task.
 
