@@ -3,6 +3,7 @@
 # make test   - set up .venv if needed, then run the whole test suite
 # make build  - rebuild the generated notebooks from solutions/*.py
 # make grade SUBMISSION=path/to/notebook.ipynb
+# make experiments - re-make the stored experiment runs in cbam/results/ (about an hour)
 # make gpu-check   - on a CUDA machine: CUDA tests, training lessons in full mode, the benchmark
 # make colab-check - build Colab's versions (Python 3.13, torch 2.11, ...) in .colab/, run the suite
 # Each target installs what it needs; from a fresh clone each works alone.
@@ -18,7 +19,7 @@ LEARNER_DIR ?= my-notebooks
 # More options for JupyterLab, e.g. LAB_ARGS="--ip=0.0.0.0 --no-browser" in a container.
 LAB_ARGS ?=
 
-.PHONY: lab test build check grade table4 bench lint clean gpu-check colab-check
+.PHONY: lab test build check grade table4 bench experiments lint clean gpu-check colab-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,16 @@ grade: $(STAMP)
 
 table4: $(STAMP)
 	$(VENV)/bin/cbam-course table4
+
+# The stored runs of the four experiments (cbam/results/), re-made from scratch: about an hour
+# on a 2-core CPU, one process per core. Lesson 06 opens the kept models of seeds 0-4.
+EXPERIMENT = $(VENV)/bin/cbam-course experiment
+experiments: $(STAMP)
+	rm -rf cbam/results/*.json cbam/results/*-models
+	$(EXPERIMENT) attention --seeds 0-9 --jobs 2 --keep-models 0-4 --out cbam/results/attention.json
+	$(EXPERIMENT) pooling --seeds 0-9 --jobs 2 --out cbam/results/pooling.json
+	$(EXPERIMENT) spatial --seeds 0-9 --jobs 2 --out cbam/results/spatial.json
+	$(EXPERIMENT) arrangement --seeds 0-9 --jobs 2 --out cbam/results/arrangement.json
 
 bench: $(STAMP)
 	$(PY) -m cbam.bench
