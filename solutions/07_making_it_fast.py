@@ -186,7 +186,13 @@ with torch.no_grad():
 # **How it is checked.** `check_fast_cbam` builds `cbam.CBAM` blocks with random weights,
 # compares your output with `block(x)` on several shapes (odd sizes, one image, a 1 × 1 map, a
 # `channels_last` input), checks that `x` is unchanged, and makes sure your function does not
-# simply call `block(x)`. Speed is not checked: it is measured below, as a ratio.
+# simply call `block(x)`. Speed is not checked: it is measured below, as a ratio. The work is
+# *counted* instead, by a `TorchDispatchMode` that sees every PyTorch operation your function
+# runs, and held to what the three changes give: at most six operations that read the whole
+# feature map (a mean, an `amax` and the gate's product, for each gate), one buffer the size
+# of the feature map (`y`), no maximum that also computes indices, and one call of the MLP.
+# Calling `block.spatial(block.channel(x))` gives the right output but allocates a second
+# buffer, and the check says so.
 
 # %% tags=["exercise"] exercise="fast-cbam"
 def fast_cbam(block, x):
