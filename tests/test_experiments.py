@@ -359,3 +359,15 @@ def test_the_difference_plot_colours_by_the_verdict():
     assert colours == ["tab:gray", "tab:green"]  # max: crosses 0; avg+max: above it
     assert [t.get_text() for t in ax.get_yticklabels()] == ["max", "avg+max"]
     plt.close(fig)
+
+
+def test_the_same_module_and_seed_give_the_same_run_in_two_experiments():
+    """pooling's avg is attention's se, and its avg+max attention's channel: the same modules,
+    built and trained from the same seeds in separate runs, must agree to the bit."""
+    pooling = {(r["variant"], r["seed"]): r["val_acc"] for r in experiments.load("pooling")["runs"]}
+    attention = {
+        (r["variant"], r["seed"]): r["val_acc"] for r in experiments.load("attention")["runs"]
+    }
+    for seed in range(10):
+        assert pooling["avg", seed] == attention["se", seed]
+        assert pooling["avg+max", seed] == attention["channel", seed]
