@@ -2,9 +2,10 @@
 # # 07 · Making it fast
 #
 # Lesson 04 counted what CBAM costs a ResNet-50: less than 0.2 % more multiply-accumulates
-# (MACs). Lesson 05 timed the training, and CBAM's runs took far more than 0.2 % longer. Both
-# are right. They measure different things: a MAC count measures *arithmetic*, a clock
-# measures *time*, and CBAM spends its time not on arithmetic but on moving memory.
+# (MACs). A clock tells another story, as the first measurement below shows. Both are right.
+# They measure different things: a MAC count measures *arithmetic*, a clock measures *time*,
+# and CBAM spends its time not on arithmetic but on moving memory, and on a few operations
+# that do their small share of work slowly.
 #
 # This lesson measures the gap, finds where the time goes with the profiler, works out the
 # least time a CBAM forward can take, and measures how much of the distance to that floor a
@@ -12,7 +13,10 @@
 # recover.
 #
 # Every speed in this lesson is a **ratio of two times measured side by side in one run**. An
-# absolute time says more about the machine (and who else is using it) than about the code.
+# absolute time says more about the machine (and who else is using it) than about the code. On
+# a CPU the times are the process's CPU time rather than the wall clock's, for the same reason:
+# a program elsewhere on the machine that holds a core makes the wall clock wait, and disturbs
+# the CPU time far less.
 
 # %%
 import copy
@@ -43,12 +47,15 @@ def side_by_side(versions, *args, rounds=3):
 
     The versions take turns, round after round, and each gets the median of its rounds: a
     machine that slows down for a while slows them all alike. ``Timer`` warms up, repeats,
-    synchronises a GPU, and runs on one CPU thread, which keeps CPU timings steady.
+    synchronises a GPU, and runs on one CPU thread, which keeps CPU timings steady. On a CPU
+    the clock is the process's CPU time: on a shared machine, time spent waiting for a core
+    that another program holds is not the code's, and the wall clock would count it.
     """
+    clock = time.perf_counter if DEVICE.type == "cuda" else time.process_time
     seconds = {name: [] for name in versions}
     for _ in range(rounds):
         for name, fn in versions.items():
-            timer = Timer("with torch.no_grad(): fn(*args)",
+            timer = Timer("with torch.no_grad(): fn(*args)", timer=clock,
                           globals={"fn": fn, "args": args, "torch": torch})
             seconds[name].append(timer.blocked_autorange(min_run_time=ROUND_TIME).median)
     return {name: sorted(times)[len(times) // 2] for name, times in seconds.items()}
@@ -75,14 +82,22 @@ print(f"ResNet-50 + CBAM: {macs_cbam / 1e9:.3f} GMACs")
 print(f"CBAM's share of the MACs: {100 * attention_macs / macs_cbam:.2f} %")
 
 # %% [markdown]
-# Now the clock: the same two networks, forward passes only, timed one after the other.
+# Now the clock: the same two networks, forward passes only, timed one after the other. On a
+# CPU the clock runs on smaller images than the paper's (`IMAGES`, set at the top), to keep the
+# lesson quick. CBAM's share of the MACs depends on the image size (the spatial gate's
+# convolution grows with the map, the channel MLP does not), so the cell counts it again on
+# exactly the input it times, and compares like with like.
 
 # %% tags=["nbval-ignore-output"]
 plain, with_cbam = plain.to(DEVICE), with_cbam.to(DEVICE)
 images = torch.randn(IMAGES, device=DEVICE)
+timed_macs = macs_by_module(with_cbam, IMAGES)
+timed_share = sum(macs for name, macs in timed_macs.items() if name.endswith(".attention"))
+timed_share /= timed_macs[""]
 times = side_by_side({"plain": plain, "CBAM": with_cbam}, images)
 t_plain, t_cbam = times["plain"], times["CBAM"]
-print(f"CBAM's share of the MACs: {100 * attention_macs / macs_cbam:5.2f} %")
+print(f"input {tuple(IMAGES)}")
+print(f"CBAM's share of the MACs: {100 * timed_share:5.2f} %")
 print(f"CBAM's share of the time: {100 * (t_cbam - t_plain) / t_cbam:5.2f} %")
 
 # %% [markdown]
@@ -98,26 +113,46 @@ print(f"CBAM's share of the time: {100 * (t_cbam - t_plain) / t_cbam:5.2f} %")
 # the time spent in each operation itself:
 
 # %% tags=["nbval-ignore-output"]
+import os
+
 from torch.profiler import ProfilerActivity, profile
 
+# Kineto, the profiler's C++ library, logs every start and stop to stderr; level 6 silences
+# its log (errors included) so that the table is all the cell shows. It is read on first use.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE.type == "cuda" else [])
 with torch.no_grad():
     with_cbam(images)  # warm-up: first calls pay for one-off allocations
     with profile(activities=activities) as prof:
         with_cbam(images)
 sort_by = "self_cuda_time_total" if DEVICE.type == "cuda" else "self_cpu_time_total"
-print(prof.key_averages().table(sort_by=sort_by, row_limit=12))
+rows = prof.key_averages()
+print(rows.table(sort_by=sort_by, row_limit=10))
+
+# The operations that do (almost) no arithmetic, wherever they rank in the table above.
+device_time = "self_device_time_total" if DEVICE.type == "cuda" else "self_cpu_time_total"
+total = sum(getattr(row, device_time) for row in rows)
+light = ("aten::mean", "aten::amax", "aten::sum", "aten::mul", "aten::sigmoid", "aten::cat")
+print(f"{'operation':<14} {'calls':>5} {'share of the time':>18}")
+for row in rows:
+    if row.key in light:
+        print(f"{row.key:<14} {row.count:>5} {100 * getattr(row, device_time) / total:>17.1f}%")
 
 # %% [markdown]
-# Convolutions (`aten::mkldnn_convolution` on a CPU, cuDNN kernels on a GPU) lead, as they
-# should. Then look for the operations that do almost no arithmetic: `aten::mul` (the gates
-# being applied), `aten::mean`, `aten::amax` and `aten::sum` (the poolings), `aten::sigmoid`,
-# `aten::cat`. Each reads a whole feature map from memory, and most write one back.
+# Convolutions lead the table, as they should: `aten::mkldnn_convolution` on a CPU, cuDNN's
+# kernels on a GPU. Under the table are the operations that do almost no arithmetic, wherever
+# they rank: the reductions of the poolings (`aten::mean`, `aten::amax`, `aten::sum`; a mean's
+# own time shows under `aten::sum`, which it calls), the gates being applied (`aten::mul`),
+# `aten::sigmoid` and `aten::cat`. The poolings each read a whole feature map and the products
+# read one and write one back, so their shares of the time, small as each is, are what make
+# CBAM's share of the time so much larger than its share of the MACs.
 #
 # The spatial gate's $7 \times 7$ convolution deserves a look too: 2 input channels, 1 output
-# channel, so few MACs that the count ignores them, yet it runs at every position of every
-# block, and such odd shapes are not what convolution libraries optimise for. Only a profile
-# tells what an operation costs on the machine at hand; a MAC count cannot.
+# channel, a negligible share of the MACs, yet it runs at every position of every block, and
+# such shapes are not what convolution libraries optimise for. In the table it hides among the
+# convolutions (on a CPU inside `_SameConv`, the library's wrapper for it); the measurements
+# below time it alone. Only a profile or a clock tells what an operation costs on the machine
+# at hand; a MAC count cannot.
 
 # %% [markdown]
 # ## The memory-traffic floor
@@ -165,7 +200,8 @@ with torch.no_grad():
 # Count its passes over memory: `adaptive_avg_pool2d` reads $F$; `adaptive_max_pool2d` reads
 # it again (and writes indices); `x * channel` reads it and writes $F'$; the mean and the max
 # over channels read $F'$ twice; `y * spatial` reads it and writes the output. Six full reads
-# and two full writes: about four `clone()`s' worth, twice the floor.
+# and two full writes: about four `clone()`s' worth, twice the floor. That is a prediction;
+# the exercise below writes a leaner version, and then the clock tests both.
 
 # %% [markdown]
 # ## Exercise `fast-cbam`: a leaner forward
@@ -229,35 +265,126 @@ except NotImplementedError:
     print("fast_cbam is not written yet, so it is left out of the timings")
 times = side_by_side({"x.clone()": torch.clone} | versions, features)
 t_clone = times.pop("x.clone()")
+print(f"feature map {tuple(FEATURES)}: {features.nbytes / 1e6:.1f} MB")
 print(f"{'x.clone()':>23}: 1.00  (the floor for CBAM is about 2)")
 for name, seconds in times.items():
     print(f"{name:>23}: {seconds / t_clone:.2f}")
 
 # %% [markdown]
 # `cbam.CBAM`'s PyTorch code is written along the same lines as the exercise, so your version
-# should land close to it, and both well below the seed's. Yet every version built from PyTorch
-# operations stays far above the floor of 2: each operation is its own trip to memory, with
-# overhead of its own (launching a kernel, allocating its output). Rewriting with other
-# operations cannot remove that; operations have to be *fused*, several computed in one trip.
+# should land close to it, and both well below the seed's. But the seed-style forward lands far
+# above the four `clone()`s the memory model predicts for it. Launching a dozen operations and
+# allocating their outputs is a fixed cost per call, small beside passes over a feature map of
+# this size (the cell prints it), so it is an unlikely culprit. Rather than guess, measure.
+#
+# ## Operation by operation
+#
+# Time each operation of the seed-style forward alone, on the same tensor, in units of
+# `x.clone()`, beside what the memory model predicts for it: half a `clone()` for each full
+# read or write of the feature map, nothing for the small tensors of the gates. The last two
+# rows are the exercise's replacements for the two maxima, which read exactly the same memory.
+
+# %% tags=["nbval-ignore-output"]
+with torch.no_grad():  # the intermediate tensors, computed once, so each operation runs alone
+    mlp, conv = block.channel.mlp, block.spatial.conv
+    avg = F.adaptive_avg_pool2d(features, 1).flatten(1)
+    channel_gate = torch.sigmoid(mlp(avg) + mlp(avg))[:, :, None, None]
+    y = features * channel_gate
+    mean_max = [y.mean(dim=1, keepdim=True), y.amax(dim=1, keepdim=True)]
+    pooled = torch.cat(mean_max, dim=1)
+    spatial_gate = torch.sigmoid(conv(pooled))
+
+# name: (predicted, in clones; the operation). Each lambda repeats one line of seed_style_cbam.
+seed_ops = {
+    "adaptive_avg_pool2d(x)": (0.5, lambda: F.adaptive_avg_pool2d(features, 1)),
+    "adaptive_max_pool2d(x)": (0.5, lambda: F.adaptive_max_pool2d(features, 1)),
+    "MLP twice, sigmoid": (0.0, lambda: torch.sigmoid(mlp(avg) + mlp(avg))),
+    "x * channel": (1.0, lambda: features * channel_gate),
+    "mean(y, dim=1)": (0.5, lambda: torch.mean(y, dim=1, keepdim=True)),
+    "max(y, dim=1)": (0.5, lambda: torch.max(y, dim=1, keepdim=True)),
+    "cat([mean, max])": (0.0, lambda: torch.cat(mean_max, dim=1)),
+    "7x7 conv": (0.0, lambda: conv(pooled)),
+    "sigmoid": (0.0, lambda: torch.sigmoid(spatial_gate)),
+    "y * spatial": (1.0, lambda: y * spatial_gate),
+}
+lean_ops = {
+    "x.amax(dim=(2, 3))": (0.5, lambda: features.amax(dim=(2, 3))),
+    "y.amax(dim=1)": (0.5, lambda: y.amax(dim=1, keepdim=True)),
+}
+op_times = side_by_side(
+    {"x.clone()": lambda: features.clone(), "whole seed-style forward":
+     lambda: seed_style_cbam(block, features)}
+    | {name: fn for name, (_, fn) in (seed_ops | lean_ops).items()}
+)
+unit = op_times["x.clone()"]
+print(f"{'operation':<24} {'predicted':>9} {'measured':>9} {'excess':>7}")
+excess = {}
+for name, (predicted, _) in seed_ops.items():
+    measured = op_times[name] / unit
+    excess[name] = measured - predicted
+    print(f"{name:<24} {predicted:>9.1f} {measured:>9.2f} {excess[name]:>7.2f}")
+print(f"{'sum of the operations':<24} {sum(p for p, _ in seed_ops.values()):>9.1f} "
+      f"{sum(op_times[name] for name in seed_ops) / unit:>9.2f} {sum(excess.values()):>7.2f}")
+whole = op_times["whole seed-style forward"] / unit
+print(f"{'whole seed-style forward':<24} {'':>9} {whole:>9.2f}")
+print("the exercise's replacements:")
+for name, (predicted, _) in lean_ops.items():
+    print(f"{name:<24} {predicted:>9.1f} {op_times[name] / unit:>9.2f}")
+streaming = ("adaptive_avg_pool2d(x)", "x * channel", "mean(y, dim=1)", "y * spatial")
+print("the operations that only stream through memory are within "
+      f"{max(abs(excess[name]) for name in streaming):.2f} clone of the model")
+over = {name: extra for name, extra in excess.items() if extra > 0}  # the rows above the model
+largest = sorted(over, key=over.get, reverse=True)[:3]
+print("largest shares of the time above the model:", ", ".join(
+    f"{name} {100 * over[name] / sum(over.values()):.0f} %" for name in largest))
+
+# %% [markdown]
+# Read the table against the model. The operations that only stream through memory, the poolings
+# without indices and the two products, come out close to their prediction (the line under the
+# table says how close), and the operations on the small gate tensors close to nothing: for them
+# the memory model holds. The excess sits in a few rows, and the last line names the largest. In
+# the run stored with this notebook (on a CPU, one thread) those were the two maxima that also
+# return indices, `max(y, dim=1)` far ahead of `adaptive_max_pool2d`, and then the $7 \times 7$
+# convolution. The replacement rows show that the maxima's excess is work, not memory: `amax`
+# reads exactly the same tensor, returns only the values, and costs a fraction of what the maxima
+# with indices cost. Keeping an index beside every running maximum is what PyTorch's CPU kernels
+# for these maxima do slowly, and slowest across channels, whose values lie far apart in memory.
+# The convolution reads only two small maps, yet costs as much as a pass or more over the whole
+# feature map: a convolution library is built for many channels in and out, not for 2 in and 1
+# out.
+#
+# So the model's prediction was right about the traffic and wrong about the time, because it
+# assumed that every operation runs at the speed of memory. The operations timed alone add up
+# to most of the whole forward, so it is their excess in the table, not the cost of launching
+# operations or allocating their outputs, that separates the measurement from the prediction.
+# The leaner forwards remove the indices; what stays between them and the floor of 2 is the
+# rest of the model's four `clone()`s (each operation is its own trip to memory) and the
+# $7 \times 7$ convolution. Removing the extra trips takes *fusion*: several operations
+# computed in one trip.
 
 # %% [markdown]
 # ## `torch.compile`: fusion
 #
 # `torch.compile` traces the forward, then its default backend, Inductor, generates fused
 # kernels: C++ with OpenMP on a CPU, Triton on a GPU. The first call pays for the compilation
-# (seconds to tens of seconds, cached on disk for later runs); the calls after it run the fused
-# kernels. The shapes stay fixed, so it compiles once. Compare its ratio with eager's and with
-# the floor of 2: how close generated code gets depends on the backend and the hardware.
+# (cached on disk for later runs); the calls after it run the fused kernels. The shapes stay
+# fixed, so it compiles once. The cell reports that first call as a multiple of one eager call,
+# then the compiled module's ratio beside eager's: compare both with the floor of 2. How close
+# generated code gets depends on the backend and the hardware.
 
 # %% tags=["nbval-ignore-output"]
-start = time.perf_counter()
 try:
     compiled = torch.compile(block)
+    start = time.perf_counter()
     with torch.no_grad():
-        same = torch.allclose(compiled(features), block(features), atol=1e-5)
-    print(f"compiled in {time.perf_counter() - start:.0f} s; same output as eager: {same}")
+        first_output = compiled(features)  # traces, compiles, then runs
+    first_call = time.perf_counter() - start  # the wall clock: compiling runs a C++ compiler
+    with torch.no_grad():
+        same = torch.allclose(first_output, block(features), atol=1e-5)
     pair = side_by_side({"x.clone()": torch.clone, "eager": block, "compiled": compiled}, features)
-    print(f"torch.compile: {pair['compiled'] / pair['x.clone()']:.2f} x clone "
+    print(f"the first compiled call took about as long as {first_call / pair['eager']:,.0f} "
+          f"eager calls; same output as eager: {same}")
+    print(f"then torch.compile: {pair['compiled'] / pair['x.clone()']:.2f} x clone "
           f"(eager cbam.CBAM: {pair['eager'] / pair['x.clone()']:.2f}, in the same rounds)")
 except Exception as error:  # e.g. no C++ compiler on this machine
     print(f"torch.compile is not available here: {type(error).__name__}: {error}")
@@ -338,5 +465,7 @@ print(f"cbam.CBAM, NCHW: {layouts['CBAM NCHW'] / layouts['clone NCHW']:.2f} x cl
 # * **A fast path with no slow one beside it.** `cbam.CBAM`'s C kernel and its hand-written
 #   backward pass each sit next to the plain code they replace, and tests compare the two on
 #   many shapes. Speed that nothing checks against a reference is speed at an unknown price.
-# * **Optimising what does not matter.** Profile first: at the resolutions of the last ResNet
-#   stage CBAM's share of time is small; in the early, high-resolution stages it is largest.
+# * **Optimising what does not matter.** Profile first, then time the operations the profile
+#   points at one by one: a prediction from memory traffic (or from MACs) says what an
+#   operation must cost at least, not what it costs; `max(dim=...)` and the $7 \times 7$
+#   convolution above cost far more than their traffic.
