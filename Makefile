@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-TORCH ?= torch>=2.1
+TORCH ?= torch>=2.11
 STAMP := $(VENV)/.installed
 # The learner's own folder (git-ignored): `git pull` updates notebooks/, never this.
 LEARNER_DIR ?= my-notebooks
