@@ -265,16 +265,14 @@ print("correlation of the two variants' accuracies over seeds:",
 
 # %%
 for row in rows[1:]:
-    d = row.difference
-    print(f"{row.variant}: {d.mean:+.1f} points against the baseline, 95 % CI "
-          f"[{d.low:+.1f}, {d.high:+.1f}] over {d.n} paired seeds: {row.verdict}.")
+    print(f"{row.variant}: {row.difference} points against the baseline (mean [95 % CI] over "
+          f"{row.difference.n} paired seeds): {row.verdict}.")
 steps = [("se", "baseline", "channel attention"), ("channel", "se", "max pooling"),
          ("cbam", "channel", "the spatial module")]
 for variant, before, added in steps:
     step = experiments.summarize(stored, reference=before)
     d = next(r.difference for r in step if r.variant == variant)
-    print(f"adding {added} ({before} -> {variant}): {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
-          f", {d.verdict('a gain', 'a loss')}")
+    print(f"adding {added} ({before} -> {variant}): {d}, {d.verdict('a gain', 'a loss')}")
 
 # %% [markdown]
 # And the live run beside the stored ones. In the quick version it is shorter (6 epochs against

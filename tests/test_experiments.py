@@ -374,3 +374,11 @@ def test_the_same_module_and_seed_give_the_same_run_in_two_experiments():
         assert pooling["avg", seed] == attention["se", seed]
         assert pooling["avg+max", seed] == attention["channel", seed]
         assert spatial["pool-k7", seed] == attention["cbam", seed]
+
+
+def test_an_interval_never_hides_its_side_of_zero():
+    from cbam.experiments.stats import Interval
+
+    assert str(Interval(1.3, -0.02, 2.7, 10)) == "+1.3 [-0.02, +2.7]"
+    assert str(Interval(-0.04, -1.0, 0.9, 10)) == "-0.04 [-1.0, +0.9]"
+    assert str(Interval(0.0, -1.0, 1.0, 10)) == "+0.0 [-1.0, +1.0]"

@@ -24,8 +24,7 @@ def paper_comparison(result: dict) -> str:
         here = "reference"
         gain = "reference"
         if row.difference is not None:
-            d = row.difference
-            here = f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
+            here = str(row.difference)
             gain = f"{paper[reference] - paper[row.variant]:+.2f}"
         accuracy = f"{row.mean:.1f} ± {row.sd:.1f}"
         lines.append(

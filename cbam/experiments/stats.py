@@ -30,11 +30,21 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    def __str__(self) -> str:
+        """``+1.3 [-0.04, +2.7]``: one decimal, two where one would round a bound to a
+        signed zero and hide which side of 0 it lies on."""
+        return f"{_signed(self.mean)} [{_signed(self.low)}, {_signed(self.high)}]"
+
     def verdict(self, better: str = "higher", worse: str = "lower") -> str:
         """The course's one rule, in words."""
         if not self.excludes_zero:
             return "no difference shown"
         return better if self.mean > 0 else worse
+
+
+def _signed(value: float) -> str:
+    text = f"{value:+.1f}"
+    return f"{value:+.2f}" if text in ("+0.0", "-0.0") and value != 0 else text
 
 
 def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> Interval:
@@ -126,11 +136,7 @@ def format_table(rows: list[VariantSummary]) -> str:
     ]
     for row in rows:
         accuracy = f"{row.mean:.1f} ± {row.sd:.1f}"
-        if row.difference is None:
-            difference = "-"
-        else:
-            d = row.difference
-            difference = f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
+        difference = "-" if row.difference is None else str(row.difference)
         lines.append(
             f"{row.variant:<14} {len(row.seeds):>5} {accuracy:>20} {difference:>28}  {row.verdict}"
         )
