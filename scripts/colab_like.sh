@@ -6,7 +6,8 @@
 #   COLAB_PYTHON=/path/python3.13 make colab-check
 #
 # torch comes from PyPI, the CUDA build Colab's GPU runtimes have: a few GB on the first run,
-# which is why CI does not run this. Later runs reuse the folder and only run the tests.
+# which is why CI does not run this. Later runs reuse the folder, and reinstall only when
+# pyproject.toml or scripts/colab_versions.txt changed.
 # Extra arguments go to pytest (e.g. tests/test_cpu_kernel.py -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
