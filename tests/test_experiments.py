@@ -363,17 +363,21 @@ def test_the_difference_plot_colours_by_the_verdict():
 
 def test_the_same_module_and_seed_give_the_same_run_in_two_experiments():
     """pooling's avg is attention's se, its avg+max attention's channel, and spatial's pool-k7
-    attention's cbam: the same modules, built and trained from the same seeds in separate runs,
-    must agree to the bit."""
+    and arrangement's channel-first attention's cbam: the same modules, built and trained from
+    the same seeds in separate runs, must agree to the bit."""
     pooling = {(r["variant"], r["seed"]): r["val_acc"] for r in experiments.load("pooling")["runs"]}
     attention = {
         (r["variant"], r["seed"]): r["val_acc"] for r in experiments.load("attention")["runs"]
     }
     spatial = {(r["variant"], r["seed"]): r["val_acc"] for r in experiments.load("spatial")["runs"]}
+    arrangement = {
+        (r["variant"], r["seed"]): r["val_acc"] for r in experiments.load("arrangement")["runs"]
+    }
     for seed in range(10):
         assert pooling["avg", seed] == attention["se", seed]
         assert pooling["avg+max", seed] == attention["channel", seed]
         assert spatial["pool-k7", seed] == attention["cbam", seed]
+        assert arrangement["channel-first", seed] == attention["cbam", seed]
 
 
 def test_an_interval_never_hides_its_side_of_zero():
