@@ -106,7 +106,9 @@ plt.show()
 # **How it is checked.** `check_training_step` runs your function and a reference step on two
 # identical copies of a small network, each with its own SGD optimizer with momentum. It
 # compares the returned loss, the weights after one step and after two steps in a row: the
-# second step differs when the gradients of the first were not cleared.
+# second step differs when the gradients of the first were not cleared. It also records the
+# order of `zero_grad`, `backward` and `step`, and names it when the step comes before the
+# gradients; a tensor (`loss.detach()`) is refused, since step 4 asks for a plain number.
 
 # %% tags=["exercise"] exercise="training-step"
 def train_step(model, images, labels, optimizer):

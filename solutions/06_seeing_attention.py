@@ -281,7 +281,7 @@ plt.show()
 # lesson 05's.
 
 # %%
-for kind, (pointing, energy) in table.items():
+for kind, (pointing, _energy) in table.items():
     above = pointing.low > uniform[0]
     below = pointing.high < uniform[0]
     verdict = "above the uniform map" if above else ("below it" if below else "not shown to differ")
