@@ -203,6 +203,7 @@ def run_experiment(
     threads = 1 if device.type == "cpu" else torch.get_num_threads()
     command = command or ["python", *sys.argv]
     result = _start(name, mode, settings, out)
+    # The invocation that adds runs signs the file; "seconds" adds up every run's own time.
     result["provenance"] = store.provenance(command, device, threads) | {
         "seconds": result["provenance"].get("seconds", 0.0)
     }

@@ -9,7 +9,9 @@ opened in Colab from ``pip install`` finds them without the repository. Each hol
      "runs": [{"variant": "cbam", "seed": 0, "val_acc": [...], "train_loss": [...],
                "final_val_acc": 0.873, "seconds": 41.2}, ...]}
 
-Models kept for lesson 06 sit beside it, as ``NAME-models/VARIANT-seedS.pt`` (state dicts).
+The provenance is that of the last command that added runs to the file (a resumed grid checks
+that the settings are unchanged); its ``seconds`` are the runs' own times added up. Models kept
+for lesson 06 sit beside it, as ``NAME-models/VARIANT-seedS.pt`` (state dicts).
 """
 
 from __future__ import annotations
