@@ -22,6 +22,7 @@
 
 # %%
 import dataclasses
+import statistics
 
 import matplotlib.pyplot as plt
 import torch
@@ -317,7 +318,7 @@ else:
 
 # %%
 seconds = {v: [r["seconds"] for r in stored["runs"] if r["variant"] == v] for v in variants}
-mean_seconds = {v: sum(times) / len(times) for v, times in seconds.items()}
+mean_seconds = {v: statistics.fmean(times) for v, times in seconds.items()}
 print("time per run relative to the baseline:",
       ", ".join(f"{v} {mean_seconds[v] / mean_seconds['baseline']:.2f}x" for v in variants))
 

@@ -5,8 +5,11 @@ reference only when the 95 % confidence interval of their paired difference excl
 Otherwise the honest statement is "no difference shown", which is not the same as "equal".
 
 Differences are *paired*: for a seed, two variants start from the same backbone weights and see
-the same batches, so the seed's own luck cancels in their difference. The interval is Student's
-t over the seeds' differences: mean ± t(0.975, n - 1) · sd / sqrt(n).
+the same batches, so what the seed does to both can cancel in their difference. The interval is
+Student's t over the seeds' differences: mean ± t(0.975, n - 1) · sd / sqrt(n).
+
+Sums are exact (``math.fsum``), so the printed figures do not depend on the Python version
+(3.12 changed how ``sum`` adds floats, which moved a printed plateau from 0.95 to 0.94).
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> Interv
     n = len(values)
     if n < 2:
         raise ValueError(f"an interval needs at least 2 values, got {n}")
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    mean = math.fsum(values) / n
+    sd = sample_sd(values)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
 
@@ -63,8 +66,8 @@ def sample_sd(values: list[float]) -> float:
     n = len(values)
     if n < 2:
         raise ValueError(f"a standard deviation needs at least 2 values, got {n}")
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    mean = math.fsum(values) / n
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def summarize(result: dict, reference: str | None = None) -> list[VariantSummary
             VariantSummary(
                 variant,
                 tuple(sorted(accuracies)),
-                sum(values) / len(values),
+                math.fsum(values) / len(values),
                 sample_sd(values),
                 difference,
             )
@@ -153,6 +156,6 @@ def plateau_change(result: dict, variant: str, last: int = 3) -> float:
     epochs = min(len(curve) for curve in curves)
     if epochs < last:
         raise ValueError(f"{variant!r} has {epochs} epochs, fewer than {last}")
-    means = [100 * sum(curve[e] for curve in curves) / len(curves) for e in range(epochs)]
+    means = [100 * math.fsum(curve[e] for curve in curves) / len(curves) for e in range(epochs)]
     tail = means[-last:]
     return max(tail) - min(tail)
