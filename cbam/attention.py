@@ -218,10 +218,10 @@ class CBAM(nn.Module):
         min_hidden, bias, pool_types: passed to ``ChannelAttention``.
         batch_norm, channel_reduction: passed to ``SpatialAttention``.
         fused: take the faster routes where they apply, both for the paper's configuration
-            (channel-first, avg & max pooling): in inference on a CPU, the C kernel of
-            ``cbam.cpu_kernel`` (float32 NCHW, no BatchNorm, no hooks); in training, a
-            hand-written backward pass (``_FusedChannelFirst``) for inputs of at least
-            ``FUSED_MIN_ELEMENTS`` elements. Same values and gradients as the plain code in
+            (channel-first, avg & max pooling, mean & max over channels): in inference on a
+            CPU, the C kernel of ``cbam.cpu_kernel`` (float32 NCHW, no BatchNorm, no hooks);
+            in training, a hand-written backward pass (``_FusedChannelFirst``) for inputs of
+            at least ``FUSED_MIN_ELEMENTS`` elements. Same values and gradients as the plain code in
             ``forward`` (up to float rounding), in fewer passes over memory; False always runs
             the plain code (needed for double backward).
     """
