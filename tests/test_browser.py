@@ -10,6 +10,7 @@ Without Chromium, Playwright or JupyterLab the tests skip and say why; CBAM_REQU
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -36,6 +37,11 @@ def _missing() -> str | None:
     for module in ("playwright", "jupyterlab"):
         if importlib.util.find_spec(module) is None:
             return f"the Python package {module} is not installed"
+    # ipywidgets 7 has no JupyterLab 4 extension (it is Colab's version, and Colab draws widgets
+    # with its own front end): tests/test_widgets_ipywidgets7.py covers it, headless.
+    widgets_version = importlib.metadata.version("ipywidgets")
+    if int(widgets_version.split(".")[0]) < 8:
+        return f"ipywidgets {widgets_version} does not render in JupyterLab 4 (8 or newer does)"
     return None
 
 

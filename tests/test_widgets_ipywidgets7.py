@@ -69,6 +69,13 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_widgets.py"]))
 
 
 def test_widgets_pass_under_ipywidgets_7_7(request, figures):
+    import ipywidgets
+
+    if ipywidgets.__version__.startswith(WANTED_PREFIX):
+        pytest.skip(
+            f"this environment's ipywidgets is {ipywidgets.__version__} already: "
+            "tests/test_widgets.py runs under it in this same session"
+        )
     cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     folder = cache.mkdir("ipywidgets-7.7") if cache else None
     site = _install_ipywidgets7(
