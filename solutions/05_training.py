@@ -68,8 +68,8 @@ print("live run:   ", {"task": LIVE.task, "epochs": LIVE.epochs, "seed": LIVE_SE
 # the shape of the one object does. Every image comes with the object's **mask**, which
 # lesson 06 uses to ask whether the networks look at the object.
 #
-# The task was made hard on purpose: the previous, larger version was solved (99.9 %) by every
-# network, and a task every variant solves cannot tell variants apart.
+# The task was made hard on purpose: the course's earlier, larger version of it was solved by
+# every network, and a task every variant solves cannot tell variants apart.
 # `docs/experiments.md` lists what was tried before these settings were fixed.
 
 # %%
