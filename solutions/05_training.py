@@ -249,8 +249,10 @@ other = final_accuracies(stored, "cbam")
 seeds = sorted(set(base) & set(other))
 a, b = torch.tensor([other[s] for s in seeds]), torch.tensor([base[s] for s in seeds])
 n = len(seeds)
+# Unpaired: the pooled two-sample t interval. Paired: the interval of the table above.
 unpaired = scipy_stats.t.ppf(0.975, 2 * n - 2) * (a.var() / n + b.var() / n).sqrt().item()
-paired = scipy_stats.t.ppf(0.975, n - 1) * ((a - b).std() / n**0.5).item()
+paired_interval = next(row.difference for row in rows if row.variant == "cbam")
+paired = (paired_interval.high - paired_interval.low) / 2
 print(f"unpaired: ±{unpaired:.2f} points   paired: ±{paired:.2f} points")
 print("correlation of the two variants' accuracies over seeds:",
       f"{torch.corrcoef(torch.stack([a, b]))[0, 1].item():+.2f}")
