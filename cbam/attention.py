@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cbam import cpu_kernel
-from cbam.tracing import compiling, transformed
+from cbam.fast import cpu_kernel
+from cbam.fast.tracing import compiling, transformed
 from cbam.validation import (
     check_choice,
     check_feature_map,

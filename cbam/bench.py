@@ -12,7 +12,7 @@ compared with:
 * ``NaiveCBAM``: CBAM written the straightforward way (adaptive pooling layers, two MLP calls,
   ``torch.max`` with its indices), holding the same weights;
 * ``cbam.CBAM(fused=False)``: the same block as PyTorch operations only, without the C kernel
-  (``cbam.cpu_kernel``) that ``cbam.CBAM`` runs on a CPU;
+  (``cbam.fast.cpu_kernel``) that ``cbam.CBAM`` runs on a CPU;
 * ``torch.compile(cbam.CBAM)``, where the kernel is one operator in the compiled graph.
 
 Every candidate is timed for a block of calls per round, the candidates take turns within a

@@ -10,7 +10,7 @@ of a ``with`` block:
 torch.Size([8, 1, 56, 56])
 
 On a CPU, a CBAM block whose gates are hooked runs its plain PyTorch code instead of its C
-kernel (``cbam.cpu_kernel``), which never calls the gates: the output is then the same up to
+kernel (``cbam.fast.cpu_kernel``), which never calls the gates: the output is then the same up to
 float rounding (about 1e-7 relative), not to the bit.
 """
 

@@ -395,11 +395,12 @@ except Exception as error:  # e.g. no C++ compiler on this machine
 # Inductor fuses, but its loops for the mean and maximum over channels read, for each group of
 # positions, one value from every channel: far-apart addresses that the hardware prefetches
 # badly. On a CPU, `cbam.CBAM` itself does better: without gradients it hands the whole forward
-# to a small C function (`cbam/cpu_kernel.c`, compiled with the system's C compiler on first
-# use) that makes the three passes of the floor and nothing else, along contiguous memory, and
-# **one image at a time**. An image of a ResNet's first stage (64 × 56 × 56 floats, 800 kB)
-# fits in a core's L2 cache, so the second and third reads find it there rather than in
-# memory: the floor of 2 assumed every read goes to memory, and the kernel can get below it.
+# to a small C function (`cbam/fast/cpu_kernel.c`, compiled with the system's C compiler on
+# first use) that makes the three passes of the floor and nothing else, along contiguous
+# memory, and **one image at a time**. An image of a ResNet's first stage (64 × 56 × 56
+# floats, 800 kB) fits in a core's L2 cache, so the second and third reads find it there rather
+# than in memory: the floor of 2 assumed every read goes to memory, and the kernel can get
+# below it.
 #
 # Where it cannot help (training, hooks such as `record_attention`'s, other dtypes or layouts,
 # a GPU) the block runs the PyTorch code timed above; tests hold the two to the same output.
@@ -407,7 +408,7 @@ except Exception as error:  # e.g. no C++ compiler on this machine
 # %% tags=["nbval-ignore-output"]
 kernel_block = cbam.CBAM(FEATURES[1]).to(DEVICE).eval()
 kernel_block.load_state_dict(block.state_dict())  # the same weights as `block`
-if DEVICE.type == "cpu" and cbam.cpu_kernel.available():
+if DEVICE.type == "cpu" and cbam.fast.cpu_kernel.available():
     with torch.no_grad():
         same = torch.allclose(kernel_block(features), block(features), atol=1e-5)
     print("same output as the PyTorch operations:", same)
@@ -424,7 +425,7 @@ if DEVICE.type == "cpu" and cbam.cpu_kernel.available():
         share = 100 * (nets[name] - nets["plain"]) / nets[name]
         print(f"CBAM's share of ResNet-50's time, {name:>11}: {share:5.2f} %")
 else:
-    reason = cbam.cpu_kernel.unavailable_reason() or f"it is for CPUs; this runs on {DEVICE}"
+    reason = cbam.fast.cpu_kernel.unavailable_reason() or f"it is for CPUs; this runs on {DEVICE}"
     print(f"cbam.CBAM's C kernel does not run here: {reason}")
 
 # %% [markdown]

@@ -216,7 +216,7 @@ def test_spatial_attention_with_a_learned_1x1_reduction(shape, k):
 def test_cbam_with_a_learned_1x1_reduction_runs_the_plain_code(arrangement, grad, monkeypatch):
     """The fast routes pool over channels; a block that learns the reduction must not take them."""
     taken = []
-    monkeypatch.setattr(cbam.attention.cpu_kernel, "forward", lambda *a: taken.append("kernel"))
+    monkeypatch.setattr(cbam.fast.cpu_kernel, "forward", lambda *a: taken.append("kernel"))
     fused = cbam.attention._FusedChannelFirst
     monkeypatch.setattr(fused, "apply", lambda *a: taken.append("fused"))
     torch.manual_seed(4)

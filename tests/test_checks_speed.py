@@ -34,7 +34,7 @@ def test_calling_the_block_is_refused(capsys):
 
 
 def test_calling_the_c_kernel_is_refused(capsys):
-    from cbam import cpu_kernel
+    from cbam.fast import cpu_kernel
 
     def through_the_kernel(block, x):
         mlp, conv = block.channel.mlp, block.spatial.conv

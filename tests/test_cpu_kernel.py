@@ -1,4 +1,4 @@
-"""The C kernel behind cbam.CBAM's CPU inference (cbam/cpu_kernel.c), held to the plain code.
+"""The C kernel behind cbam.CBAM's CPU inference (cbam/fast/cpu_kernel.c), held to the plain code.
 
 Without a C compiler these tests skip and say why; CBAM_REQUIRE_CPU_KERNEL=1 (set by CI) turns
 that skip into a failure.
@@ -16,7 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from cbam import CBAM, cpu_kernel, record_attention
+from cbam import CBAM, record_attention
+from cbam.fast import cpu_kernel
 
 if not cpu_kernel.available():
     reason = f"cbam's CPU kernel is unavailable: {cpu_kernel.unavailable_reason()}"
@@ -343,7 +344,7 @@ block = cbam.CBAM(16).eval()
 x = torch.randn(2, 16, 5, 6)
 with torch.no_grad():
     same = torch.equal(block(x), (setattr(block, "fused", False), block(x))[1])
-print(cbam.cpu_kernel.unavailable_reason(), "| same output:", same)
+print(cbam.fast.cpu_kernel.unavailable_reason(), "| same output:", same)
 """
 
 

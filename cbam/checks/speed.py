@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import torch
 
-from cbam import cpu_kernel
 from cbam.attention import CBAM
 from cbam.checks.memory_traffic import Traffic, count_traffic
 from cbam.checks.report import CheckFailed, expect_close, run_checks
+from cbam.fast import cpu_kernel
 
 # (N, C, H, W) of the inputs: odd sizes, a single image, a 1x1 map, a wide map.
 CASES = ((2, 32, 9, 7), (1, 16, 5, 5), (3, 48, 1, 1), (2, 64, 6, 20))

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cbam.tracing import compiling, exporting, transformed
+from cbam.fast.tracing import compiling, exporting, transformed
 
 SOURCE = Path(__file__).with_name("cpu_kernel.c")
 # -march=native: the host's vector width. -fno-trapping-math: floating-point exceptions are never

@@ -6,7 +6,7 @@
  * the image still in the core's cache instead of going back to memory. Every loop runs along
  * contiguous memory, so the compiler vectorises it.
  *
- * cbam/cpu_kernel.py compiles this file with the system's C compiler; the tests hold it to the
+ * cbam/fast/cpu_kernel.py compiles this file with the system's C compiler; the tests hold it to the
  * plain PyTorch computation in cbam/attention.py.
  */
 #include <math.h>
