@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cbam.fast import cpu_kernel
+from cbam.fast.layout import laid_out_like
+from cbam.fast.spatial_conv import is_same_conv, spatial_conv
 from cbam.fast.tracing import compiling, transformed
 from cbam.validation import (
     check_choice,
@@ -190,8 +191,8 @@ class SpatialAttention(nn.Module):
         else:
             pooled = self.reduce(x)
         # The same as self.conv(pooled), computed faster where PyTorch's own convolution is
-        # slow for one output channel (see _spatial_conv below).
-        return self.gate(self.bn(_spatial_conv(self.conv, pooled)))
+        # slow for one output channel (see cbam.fast.spatial_conv).
+        return self.gate(self.bn(spatial_conv(self.conv, pooled)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.attention(x)
@@ -264,7 +265,7 @@ class CBAM(nn.Module):
         # The faster routes compute the paper's pooling over channels, nothing else.
         pooled_over_channels = self.spatial is not None and self.spatial.reduce is None
         if self.fused and pooled_over_channels and x.device.type == "cpu":
-            weights = cpu_kernel.kernel_weights(self, x, _is_same_conv(self.spatial.conv))
+            weights = cpu_kernel.kernel_weights(self, x, is_same_conv(self.spatial.conv))
             if weights is not None:
                 return cpu_kernel.forward(x, weights)
         if self.fused and _fused_training_applies(self, x):
@@ -288,122 +289,6 @@ class CBAM(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Faster routes. Everything above is the reference; what follows computes the same values in
 # fewer passes over memory, and the tests hold it to the plain computation.
-
-
-# The spatial gate's convolution: 2 maps in, 1 out. oneDNN, PyTorch's convolution on a CPU, is
-# slow for a single output channel, in backward most of all.
-
-
-def _spatial_conv(conv: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
-    """``conv(pooled)``, through a faster route when ``conv`` is a plain "same" convolution."""
-    if pooled.device.type != "cpu" or not _is_same_conv(conv) or transformed():
-        return conv(pooled)
-    if compiling():
-        return _conv_as_shifted_sums(pooled, conv.weight, conv.bias)
-    return _SameConv.apply(pooled, conv.weight, conv.bias)
-
-
-def _is_same_conv(conv: nn.Module) -> bool:
-    """An nn.Conv2d with one output channel that keeps H and W, and no hooks to bypass."""
-    return (
-        type(conv) is nn.Conv2d
-        and conv.out_channels == 1
-        and conv.stride == (1, 1)
-        and conv.dilation == (1, 1)
-        and conv.groups == 1
-        and conv.padding_mode == "zeros"
-        and conv.kernel_size[0] == conv.kernel_size[1]
-        and conv.kernel_size[0] % 2 == 1
-        and conv.padding == (conv.kernel_size[0] // 2,) * 2
-        and not conv._forward_hooks
-        and not conv._forward_pre_hooks
-    )
-
-
-def _laid_out_like(grad: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """``grad`` with ``param``'s strides, copied only when they differ.
-
-    Autograd accepts a gradient whose strides differ from its parameter's in dimensions of size
-    1, but DistributedDataParallel compares every stride with its bucket's: it warns, and copies
-    the gradient on every step.
-    """
-    if grad.stride() == param.stride():
-        return grad
-    return torch.empty_strided(
-        param.shape, param.stride(), dtype=grad.dtype, device=grad.device
-    ).copy_(grad)
-
-
-class _SameConv(torch.autograd.Function):
-    """``F.conv2d(x, weight, bias, padding=k // 2)`` whose backward is made of forward convs.
-
-    oneDNN's own backward for this convolution is several times slower than its forward, yet
-    both gradients are correlations: the input's correlates the output gradient with the
-    flipped kernel, the weight's correlates the input with the output gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-        # Under autocast the convolution computes in autocast's dtype, and backward (which runs
-        # without autocast) must see the tensors it used: cast them here, once.
-        if torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
-            x, weight = x.to(dtype), weight.to(dtype)
-            bias = None if bias is None else bias.to(dtype)
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        pad = weight.shape[-1] // 2
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = F.conv2d(grad, weight.flip(2, 3).transpose(0, 1), padding=pad)
-        if ctx.needs_input_grad[1]:
-            # Batch and channels swap places: the sum over the batch becomes the convolution's
-            # sum over input channels, and the output gradient its kernel.
-            padded = F.pad(x, (pad, pad, pad, pad)).transpose(0, 1)
-            grad_weight = F.conv2d(padded, grad.transpose(0, 1)).transpose(0, 1)
-            grad_weight = _laid_out_like(grad_weight, weight)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(dim=(0, 2, 3))
-        return grad_x, grad_weight, grad_bias
-
-
-def _conv_as_shifted_sums(
-    pooled: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
-    """``F.conv2d(pooled, weight, bias, padding=k // 2)`` (one output channel) for torch.compile.
-
-    Written as a sum of shifted maps, it becomes one fused loop in inductor's code, which then
-    also computes the sigmoid once per pixel. A convolution would be an external call, and the
-    sigmoid after it would be evaluated again for every channel of the final product.
-    """
-    n, c, h, w = pooled.shape
-    k = weight.shape[-1]
-    pad = k // 2
-    # Zero padding by concatenation is written into a buffer, so the reads below need no bounds
-    # checks (F.pad would be folded into every read as a masked load).
-    rows = pooled.new_zeros(n, c, pad, w)
-    padded = torch.cat([rows, pooled, rows], dim=2)
-    cols = pooled.new_zeros(n, c, h + 2 * pad, pad)
-    padded = torch.cat([cols, padded, cols], dim=3)
-    partial_sums = []  # one per kernel row
-    for channel in range(c):
-        for i in range(k):
-            taps = [
-                weight[0, channel, i, j] * padded[:, channel : channel + 1, i : i + h, j : j + w]
-                for j in range(k)
-            ]
-            partial_sums.append(sum(taps[1:], taps[0]))
-    # Added pairwise: one chain of k * k * c additions would leave each waiting for the last.
-    while len(partial_sums) > 1:
-        pairs = zip(partial_sums[::2], partial_sums[1::2], strict=False)
-        partial_sums = [a + b for a, b in pairs] + partial_sums[len(partial_sums) // 2 * 2 :]
-    out = partial_sums[0]
-    return out if bias is None else out + bias.view(1, 1, 1, 1)
 
 
 # The channel-first block in training. Autograd through the plain code allocates a fresh
@@ -488,7 +373,7 @@ class _FusedChannelFirst(torch.autograd.Function):
         largest_c = y.amax(dim=1, keepdim=True)
         with torch.enable_grad():
             pooled = torch.cat([y.mean(dim=1, keepdim=True), largest_c], dim=1).requires_grad_()
-            spatial_map = spatial.gate(spatial.bn(_spatial_conv(spatial.conv, pooled)))
+            spatial_map = spatial.gate(spatial.bn(spatial_conv(spatial.conv, pooled)))
         ctx.save_for_backward(x, y, largest_hw, largest_c)
         ctx.graphs = (descriptors, channel_map, pooled, spatial_map)
         ctx.params = params
@@ -526,10 +411,10 @@ class _FusedChannelFirst(torch.autograd.Function):
             grad_mean, grad_max = (d[:, :, None, None] for d in grad_descriptors)
             grad_x = _pooling_gradient(x, largest_hw, grad_mean, grad_max, (2, 3), out=scratch)
             grad_x.addcmul_(grad_y, channel_map.detach())
-        # Parameters' gradients as their parameters are laid out (see _laid_out_like).
+        # Parameters' gradients as their parameters are laid out (see cbam.fast.layout).
         by_param = iter(grad_params)
         grad_params = [
-            None if not p.requires_grad or (g := next(by_param)) is None else _laid_out_like(g, p)
+            None if not p.requires_grad or (g := next(by_param)) is None else laid_out_like(g, p)
             for p in ctx.params
         ]
         return (grad_x, None, *grad_params)

@@ -23,9 +23,8 @@ from cbam.attention import (
     ChannelAttention,
     SpatialAttention,
     SqueezeExcitation,
-    _conv_as_shifted_sums,
-    _SameConv,
 )
+from cbam.fast.spatial_conv import _SameConv, conv_as_shifted_sums
 
 
 @pytest.fixture(autouse=True)
@@ -400,7 +399,7 @@ def test_shifted_sums_equal_the_convolution(k, bias):
     weight = torch.randn(1, 2, k, k, dtype=torch.float64)
     b = torch.randn(1, dtype=torch.float64) if bias else None
     torch.testing.assert_close(
-        _conv_as_shifted_sums(pooled, weight, b), F.conv2d(pooled, weight, b, padding=k // 2)
+        conv_as_shifted_sums(pooled, weight, b), F.conv2d(pooled, weight, b, padding=k // 2)
     )
 
 
