@@ -22,6 +22,13 @@ def check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be positive, got {value}")
 
 
+def check_conv1x1_channels(value: object) -> None:
+    """The channels of SpatialAttention's learned reduction, which has no default."""
+    if value is None:
+        raise ValueError('channel_reduction="conv1x1" needs channels (the input\'s C), got None')
+    check_positive_int("channels", value)
+
+
 def check_odd_kernel_size(value: object) -> None:
     check_positive_int("kernel_size", value)
     if value % 2 == 0:

@@ -429,6 +429,24 @@ else:
     print(f"cbam.CBAM's C kernel does not run here: {reason}")
 
 # %% [markdown]
+# `cbam/attention.py` holds only the paper's equations. The faster routes (this kernel, the
+# hand-written backward pass for training) live in `cbam/fast/`. `CBAM.forward` asks
+# `cbam.fast.route` for one before it runs Eq. 1 as written, and `cbam.fast.why_not` says,
+# route by route, why a call takes the plain code:
+
+# %%
+def show_routes(title, block, x):
+    print(title)
+    for route, reason in cbam.fast.why_not(block, x).items():
+        print(f"  {route:>14}: {reason or 'takes this call'}")
+
+
+with torch.no_grad():
+    show_routes("inference, no gradients:", kernel_block, features)
+show_routes("training:", kernel_block, features.detach().requires_grad_())
+show_routes("fused=False:", cbam.CBAM(FEATURES[1], fused=False), features)
+
+# %% [markdown]
 # ## `channels_last`
 #
 # A `channels_last` tensor stores the C values of each position next to each other (NHWC).

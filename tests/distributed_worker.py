@@ -20,7 +20,7 @@ from cbam.resnet import resnet_cifar
 from cbam.train import fit, seed_everything
 
 # Per-rank batches of 8 images of 32 channels at 32 x 32 in the first stage: 2**18 elements, so
-# the CBAM blocks there take the fused training path (cbam.attention.FUSED_MIN_ELEMENTS).
+# the CBAM blocks there take the fused training path (cbam.fast.fused_backward.FUSED_MIN_ELEMENTS).
 BATCH = 8
 EPOCHS = 2
 LR = 0.05

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cbam
-import cbam.attention
+import cbam.fast.fused_backward
 from cbam.attention import (
     ARRANGEMENTS,
     CBAM,
@@ -39,7 +39,7 @@ def one_thread():
 @pytest.fixture(autouse=True)
 def fused_for_small_inputs(monkeypatch):
     """The fused training path normally waits for large inputs; the tests' are small."""
-    monkeypatch.setattr(cbam.attention, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cbam.fast.fused_backward, "FUSED_MIN_ELEMENTS", 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_cbam_with_a_learned_1x1_reduction_runs_the_plain_code(arrangement, grad
     """The fast routes pool over channels; a block that learns the reduction must not take them."""
     taken = []
     monkeypatch.setattr(cbam.fast.cpu_kernel, "forward", lambda *a: taken.append("kernel"))
-    fused = cbam.attention._FusedChannelFirst
+    fused = cbam.fast.fused_backward._FusedChannelFirst
     monkeypatch.setattr(fused, "apply", lambda *a: taken.append("fused"))
     torch.manual_seed(4)
     block = randomize(CBAM(16, 4, 7, arrangement=arrangement, channel_reduction="conv1x1"))
@@ -441,7 +441,7 @@ def test_the_fused_path_is_the_one_taken_in_training():
 
 def test_by_default_only_large_inputs_take_the_fused_path(monkeypatch):
     monkeypatch.undo()  # the library's own threshold
-    threshold = cbam.attention.FUSED_MIN_ELEMENTS
+    threshold = cbam.fast.fused_backward.FUSED_MIN_ELEMENTS
     block = CBAM(16)
     small = torch.randn(1, 16, 4, 4, requires_grad=True)
     large = torch.randn(1, 16, 1, threshold // 16, requires_grad=True)

@@ -22,7 +22,8 @@ from torch.utils.data.dataloader import default_collate
 
 import cbam
 from cbam import distributed
-from cbam.attention import FUSED_MIN_ELEMENTS, ChannelAttention, SpatialAttention
+from cbam.attention import ChannelAttention, SpatialAttention
+from cbam.fast.fused_backward import FUSED_MIN_ELEMENTS
 from cbam.train import evaluate, fit
 
 MODULES = {
@@ -62,7 +63,7 @@ def test_every_gradient_is_laid_out_like_its_parameter(name, shape, channels_las
 def test_the_large_input_takes_the_fused_path(monkeypatch):
     """Otherwise the test above would not cover _FusedChannelFirst."""
     calls = []
-    fused = cbam.attention._FusedChannelFirst
+    fused = cbam.fast.fused_backward._FusedChannelFirst
     original = fused.apply
     monkeypatch.setattr(fused, "apply", staticmethod(lambda *a: calls.append(1) or original(*a)))
     cbam.CBAM(64)(torch.randn(LARGE, requires_grad=True)).sum().backward()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import cbam.attention
+import cbam.fast.fused_backward
 from cbam import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation, record_attention
 
 
@@ -21,7 +21,7 @@ def one_thread():
 @pytest.fixture(autouse=True)
 def fused_for_small_inputs(monkeypatch):
     """The fused training path normally waits for large inputs; these are small."""
-    monkeypatch.setattr(cbam.attention, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cbam.fast.fused_backward, "FUSED_MIN_ELEMENTS", 0)
 
 
 def several_blocks() -> nn.Module:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import cbam
-from cbam.attention import FUSED_MIN_ELEMENTS, _FusedChannelFirst
+from cbam.fast.fused_backward import FUSED_MIN_ELEMENTS, _FusedChannelFirst
 
 NO_CUDA = f"no CUDA GPU (torch {torch.__version__}): make gpu-check runs these on one"
 if not torch.cuda.is_available() and os.environ.get("CBAM_REQUIRE_CUDA") == "1":

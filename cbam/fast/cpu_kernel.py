@@ -4,7 +4,7 @@ PyTorch runs a CBAM forward as a dozen operations, each a trip through the whole
 The C function makes only the three trips a CBAM forward needs (see lesson 07), and makes them
 one image at a time, so that the second and the third find the image still in the core's cache.
 
-``cbam.CBAM`` uses it by itself where it applies (see ``kernel_weights``): the paper's block, in
+``cbam.CBAM`` uses it by itself where it applies (see ``refusal``): the paper's block, in
 float32 on a CPU, when autograd records nothing and no hook watches the block. Under
 ``torch.compile`` it is one opaque operator, ``torch.ops.cbam.cpu_forward``. The tests hold it
 to the plain code.
@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cbam.fast.spatial_conv import is_same_conv
 from cbam.fast.tracing import compiling, exporting, transformed
 
 SOURCE = Path(__file__).with_name("cpu_kernel.c")
@@ -277,23 +278,25 @@ def _hooked(modules: tuple[nn.Module, ...]) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
-def kernel_weights(
-    block: nn.Module, x: torch.Tensor, conv_is_plain: bool
-) -> tuple[torch.Tensor | None, ...] | None:
-    """The weights with which ``forward`` computes ``block(x)`` (``block`` a cbam.CBAM), or
-    None where the kernel does not apply.
+def block_weights(block: nn.Module) -> tuple[torch.Tensor | None, ...]:
+    """The tensors with which ``forward`` computes a paper's cbam.CBAM ``block``: the MLP's
+    weights and biases, then the spatial convolution's."""
+    first, second, conv = block.channel.mlp[0], block.channel.mlp[2], block.spatial.conv
+    return (first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias)
 
-    It applies to the paper's block (channel first, avg & max pooling, an MLP of Linear, ReLU,
-    Linear, sigmoid gates, no BatchNorm), float32 NCHW tensors on the CPU, nothing for autograd
-    to record, no hooks, and no torch.func transform, jit trace or export. ``conv_is_plain``:
-    the spatial convolution is a plain "same" nn.Conv2d with one output channel. Called on
-    every forward, so the checks read attributes directly and build nothing they can avoid.
+
+def refusal(block: nn.Module, x: torch.Tensor) -> str | None:
+    """Why the kernel does not compute ``block(x)`` now, or None where it does.
+
+    ``block`` is already known to be the paper's block (see ``cbam.fast.route``); the kernel
+    also needs its MLP to be Linear, ReLU, Linear, its gates sigmoids, no BatchNorm and a plain
+    "same" convolution; float32 NCHW tensors on the CPU, nothing for autograd to record, no
+    hooks, and no torch.func transform, jit trace or export. Called on every forward, so the
+    checks read attributes directly and build nothing they can avoid.
     """
+    if x.device.type != "cpu":
+        return "the kernel is for CPUs; the input is on " + x.device.type
     spatial, channel = block.spatial, block.channel
-    if x.device.type != "cpu" or spatial is None or not conv_is_plain:
-        return None
-    if block.arrangement != "channel-first" or channel.pool_types != ("avg", "max"):
-        return None
     mlp = channel.mlp
     layers = tuple(mlp)
     if type(mlp) is not nn.Sequential or [type(m) for m in layers] != [
@@ -301,30 +304,40 @@ def kernel_weights(
         nn.ReLU,
         nn.Linear,
     ]:
-        return None
+        return "the channel MLP is not nn.Sequential(Linear, ReLU, Linear)"
     gates, bn = (channel.gate, spatial.gate), spatial.bn
-    if any(type(m) is not nn.Sigmoid for m in gates) or type(bn) is not nn.Identity:
-        return None
-    first, second, conv = layers[0], layers[2], spatial.conv
-    weights = (first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias)
+    if any(type(m) is not nn.Sigmoid for m in gates):
+        return "a gate is not nn.Sigmoid"
+    if type(bn) is not nn.Identity:
+        return "the spatial module has a BatchNorm"
+    if not is_same_conv(spatial.conv):
+        return "the spatial convolution is not a plain 'same' nn.Conv2d to one map"
+    weights = block_weights(block)
     if torch.is_grad_enabled() and (
         x.requires_grad or any(w is not None and w.requires_grad for w in weights)
     ):
-        return None
-    if _hooked((block, channel, mlp, *layers, *gates, spatial, conv, bn)):
-        return None
-    if transformed() or exporting() or _refusal is not None or _problem(x, *weights):
-        return None
-    if not available() or (cpu_forward is None and compiling()):
-        return None
-    return weights
+        return "autograd records the call (a tensor requires a gradient and grad mode is on)"
+    if _hooked((block, channel, mlp, *layers, *gates, spatial, spatial.conv, bn)):
+        return "a forward hook watches the block or one of its modules"
+    if transformed() or exporting():
+        return "a torch.func transform, jit trace or export is tracing the call"
+    if _refusal is not None:
+        return _refusal
+    problem = _problem(x, *weights)
+    if problem is not None:
+        return f"the kernel expects {problem}"
+    if not available():
+        return f"the kernel is unavailable: {_reason}"
+    if cpu_forward is None and compiling():
+        return "torch.compile needs torch.ops.cbam.cpu_forward, which this torch cannot register"
+    return None
 
 
 def forward(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
-    """The kernel on ``x`` with ``kernel_weights``' answer (not None)."""
+    """The kernel on ``x`` with ``block_weights`` (where ``refusal`` says None)."""
     if compiling():
         return cpu_forward(x, *weights)
-    # In eager mode the operator's dispatch would only add time, and kernel_weights has checked.
+    # In eager mode the operator's dispatch would only add time, and refusal has checked.
     if _profiling():  # the profiler still sees the call, under the operator's name
         with torch.profiler.record_function("cbam::cpu_forward"):
             return _launch(library(), x, *weights)
@@ -339,5 +352,4 @@ _profiling = getattr(torch.autograd, "_profiler_enabled", lambda: True)
 def cbam_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``block(x)`` through the kernel for a paper's cbam.CBAM ``block``, checks or not: an
     error says what the kernel cannot take."""
-    first, second, conv = block.channel.mlp[0], block.channel.mlp[2], block.spatial.conv
-    return _run(x, first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias)
+    return _run(x, *block_weights(block))
