@@ -1,1 +1,5 @@
-"""Course tooling: building the notebooks, grading submissions, the ``cbam-course`` command."""
+"""Course tooling behind the ``cbam-course`` command (``cli``).
+
+* ``build``: each lesson's reference and learner notebooks, from its source in ``solutions/``;
+* ``grade``: submitted notebooks, graded against the executed references.
+"""

@@ -11,8 +11,14 @@ import sys
 
 SUBCOMMANDS = {
     "table4": ("cbam.table4", "reproduce the paper's Table 4 (params, GFLOPs) by counting"),
-    "build": ("cbam.course.build", "build learner and reference notebooks from solutions/*.py"),
-    "grade": ("cbam.course.grade", "grade submitted notebooks against the executed references"),
+    "build": (
+        "cbam.course.build.builder",
+        "build learner and reference notebooks from solutions/*.py",
+    ),
+    "grade": (
+        "cbam.course.grade.grader",
+        "grade submitted notebooks against the executed references",
+    ),
     "bench": ("cbam.bench", "time cbam.CBAM against a naive version, x.clone() and torch.compile"),
     "experiment": (
         "cbam.experiments.cli",

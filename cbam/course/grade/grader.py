@@ -23,19 +23,18 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cbam.course.class_report import SUFFIXES as SUMMARY_SUFFIXES
-from cbam.course.class_report import write_summary
-from cbam.course.grade_report import PASSED, ExerciseResult, Report
-from cbam.course.gradebook import gradebook, write_gradebook
-from cbam.course.graded_run import (
+from cbam.course.grade.class_report import SUFFIXES as SUMMARY_SUFFIXES
+from cbam.course.grade.class_report import write_summary
+from cbam.course.grade.gradebook import gradebook, write_gradebook
+from cbam.course.grade.graded_run import (
     CellResult,
     CellRole,
     RunOutcome,
     build_graded_copy,
     run_graded_copy,
 )
-from cbam.course.notebook import Notebook, UnusableNotebook, normalize_lesson, read_notebook
-from cbam.course.references import (
+from cbam.course.grade.notebook import Notebook, UnusableNotebook, normalize_lesson, read_notebook
+from cbam.course.grade.references import (
     Reference,
     ReferenceProblem,
     load_reference,
@@ -43,8 +42,9 @@ from cbam.course.references import (
     references_in,
     solutions_dir,
 )
-from cbam.course.submission import Matched, match_exercises
-from cbam.course.tamper import suspicious
+from cbam.course.grade.report import PASSED, ExerciseResult, Report
+from cbam.course.grade.submission import Matched, match_exercises
+from cbam.course.grade.tamper import suspicious
 
 # Generous defaults: a training cell of lesson 05 takes minutes on a busy CPU, and a cell cut
 # short by mistake fails a right exercise. --timeout 60 suits lessons 00-04.
@@ -207,7 +207,7 @@ def _other_cell_notes(roles: list[CellRole], run: RunOutcome, results: dict) -> 
 def _sanitize_file(folder: Path) -> Path | None:
     """The course's nbval sanitize patterns, if the repository holding the references has them."""
     candidates = [folder.resolve().parent / "tests" / "nbval_sanitize.cfg",
-                  Path(__file__).resolve().parents[2] / "tests" / "nbval_sanitize.cfg"]
+                  Path(__file__).resolve().parents[3] / "tests" / "nbval_sanitize.cfg"]
     return next((c for c in candidates if c.is_file()), None)
 
 
