@@ -7,229 +7,50 @@ One function per exercise, each called by the lesson's check cell:
 * ``check_channel_attention(ChannelAttention)``: the module, compared with ``cbam.ChannelAttention``
 
 A learner's module is compared with the library's by loading the same weights into both. The
-weights are found by their shapes, not their names, so a Linear or a 1x1-conv MLP under any
-attribute names passes. A wrong result is compared with the usual mistakes (one pooling only, a
-sigmoid per branch, ...) so that the hint names the mistake that was made.
+weights are found by their shapes, not their names (``cbam.checks.learner_mlp``), so a Linear or
+a 1x1-conv MLP under any attribute names passes. A wrong result is compared with the usual
+mistakes (one pooling only, a sigmoid per branch, ...) so that the hint names the mistake that
+was made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from cbam import attention
 from cbam.attention import ChannelAttention as ReferenceChannelAttention
+from cbam.checks.gradients import expect_gradients, expect_input_gradient
+from cbam.checks.learner_mlp import (
+    Weights,
+    expect_parameter_count,
+    expect_width,
+    find_mlp,
+    mlp_function,
+    mlp_weights,
+)
 from cbam.checks.own_work import OwnWork
-from cbam.checks.report import CheckFailed, expect_shape, run_seeded_checks, tensors_close
+from cbam.checks.report import (
+    CheckFailed,
+    expect_shape,
+    feature_map,
+    run_seeded_checks,
+    tensors_close,
+)
 
 Tensor = torch.Tensor
-Weights = dict[str, Tensor]
 
 # (N, C, H, W, r) of the feature maps the modules are compared on: non-square maps, N = 1, a
 # map of height 1, and widths 4, 12 and 2.
 VALUE_CASES = ((2, 64, 7, 7, 16), (3, 48, 5, 9, 4), (1, 20, 1, 3, 8))
 
 
-def hidden_width(channels: int, reduction: float) -> int:
-    """The MLP's width the lesson asks for, as ``cbam.ChannelAttention`` has it by default."""
-    return max(int(channels // reduction), 1)
-
-
 # What each exercise must not hand its work to: cbam's own version of it.
 OWN_DESCRIPTORS = OwnWork("channel_descriptors", (attention._global_pool,))
 OWN_MLP = OwnWork("shared_mlp", (ReferenceChannelAttention,), watch_init=True)
 OWN_MODULE = OwnWork("ChannelAttention", (ReferenceChannelAttention,))
-
-
-def run_isolated(exercise: str, checks: list[tuple[str, Callable[[], object]]],
-                 own: tuple[object, OwnWork] | None = None):
-    return run_seeded_checks(exercise, checks, own=own)
-
-
-def feature_map(shape: tuple[int, ...], seed: int, requires_grad: bool = False) -> Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=generator).requires_grad_(requires_grad)
-
-
-def close(a: Tensor, b: Tensor) -> bool:
-    return tensors_close(a, b)
-
-
-def _weights(channels: int, hidden: int, seed: int) -> Weights:
-    """MLP weights scaled so that the logits are of order 1: the sigmoid is far from flat."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def draw(*shape: int, scale: float) -> Tensor:
-        return scale * torch.randn(shape, generator=generator)
-
-    return {
-        "w0": draw(hidden, channels, scale=channels**-0.5),
-        "b0": draw(hidden, scale=0.5),
-        "w1": draw(channels, hidden, scale=max(hidden, 1) ** -0.5),
-        "b1": draw(channels, scale=0.5),
-    }
-
-
-def _mlp_fn(weights: Weights, activation: Callable[[Tensor], Tensor] = torch.relu):
-    def mlp(v: Tensor) -> Tensor:
-        return activation(v @ weights["w0"].T + weights["b0"]) @ weights["w1"].T + weights["b1"]
-
-    return mlp
-
-
-# --- finding a learner's MLP by the shapes of its parameters --------------------------------
-
-
-def _matrix_shape(p: Tensor) -> tuple[int, int] | None:
-    """(out, in) of a Linear weight or of a 1x1 Conv2d weight; None for anything else."""
-    if p.dim() == 2:
-        return tuple(p.shape)
-    if p.dim() == 4 and tuple(p.shape[2:]) == (1, 1):
-        return tuple(p.shape[:2])
-    return None
-
-
-@dataclass
-class FoundMLP:
-    """The parameters of a learner's MLP, one entry per MLP found (a shared MLP has one)."""
-
-    hidden: int
-    w0: list[Tensor] = field(default_factory=list)
-    w1: list[Tensor] = field(default_factory=list)
-    b0: list[Tensor] = field(default_factory=list)
-    b1: list[Tensor] = field(default_factory=list)
-
-    def load(self, weights: Weights) -> Weights:
-        """Copy ``weights`` into every MLP found; returns them with absent biases set to zero."""
-        weights = dict(weights)
-        with torch.no_grad():
-            for key in ("w0", "w1", "b0", "b1"):
-                targets = getattr(self, key)
-                if not targets:
-                    weights[key] = torch.zeros_like(weights[key])
-                for p in targets:
-                    p.copy_(weights[key].reshape(p.shape))
-        return weights
-
-
-def find_mlp(module: nn.Module, channels: int) -> FoundMLP:
-    """Pair each C -> h weight with an h -> C weight; biases are the vectors of length h and C."""
-    params = list(module.parameters())
-    shapes = [tuple(p.shape) for p in params]
-    matrices = [p for p in params if _matrix_shape(p) is not None]
-    if not matrices or len(matrices) % 2:
-        raise CheckFailed(
-            f"expected the weights of two layers, C -> h and h -> C (nn.Linear or 1x1 nn.Conv2d), "
-            f"for C = {channels}; found parameters of shapes {shapes}"
-        )
-    found: FoundMLP | None = None
-    for first, second in zip(matrices[0::2], matrices[1::2], strict=True):
-        (out0, in0), (out1, in1) = _matrix_shape(first), _matrix_shape(second)
-        if in0 == channels and out1 == channels and out0 == in1:
-            w0, w1, hidden = first, second, out0
-        elif in1 == channels and out0 == channels and out1 == in0:  # registered back to front
-            w0, w1, hidden = second, first, out1
-        else:
-            raise CheckFailed(
-                f"expected a C -> h layer and an h -> C layer for C = {channels}; "
-                f"found weights of shapes {[tuple(m.shape) for m in matrices]}"
-            )
-        if found is None:
-            found = FoundMLP(hidden)
-        elif hidden != found.hidden:
-            raise CheckFailed(f"found MLPs of different widths {found.hidden} and {hidden}")
-        found.w0.append(w0)
-        found.w1.append(w1)
-    vectors = [p for p in params if p.dim() == 1]
-    if found.hidden == channels:  # lengths alike: biases follow their layers' order
-        found.b0, found.b1 = vectors[0::2], vectors[1::2]
-    else:
-        found.b0 = [v for v in vectors if len(v) == found.hidden]
-        found.b1 = [v for v in vectors if len(v) == channels]
-    return found
-
-
-def _check_width(module: nn.Module, channels: int, reduction: float) -> None:
-    mlp = find_mlp(module, channels)
-    expected = hidden_width(channels, reduction)
-    if len(mlp.w0) > 1:
-        raise CheckFailed(
-            f"found {len(mlp.w0)} MLPs, one per descriptor: Eq. 2 sends both descriptors "
-            "through one shared MLP (one W0, one W1)"
-        )
-    if mlp.hidden == 0:
-        raise CheckFailed(
-            f"hidden width 0 for C = {channels}, r = {reduction}: C // r is 0, and a width-0 "
-            "MLP outputs a constant, so the gate ignores its input; use max(C // r, 1)"
-        )
-    if mlp.hidden != expected:
-        fixed = " (is reduction ignored?)" if mlp.hidden == hidden_width(channels, 8) else ""
-        raise CheckFailed(
-            f"hidden width {mlp.hidden} for C = {channels}, r = {reduction}; expected "
-            f"max(C // r, 1) = {expected}{fixed}"
-        )
-
-
-def _check_parameter_count(module: nn.Module, channels: int, reduction: float) -> None:
-    hidden = hidden_width(channels, reduction)
-    expected = 2 * channels * hidden + hidden + channels
-    count = sum(p.numel() for p in module.parameters())
-    if count == expected:
-        return
-    try:
-        found = find_mlp(module, channels)
-    except CheckFailed:
-        found = None
-    if found is None:
-        reason = "see the lines above"
-    elif len(found.w0) > 1:
-        reason = f"{len(found.w0)} MLPs instead of one shared MLP"
-    elif found.hidden != hidden:
-        reason = f"a hidden width of {found.hidden}, see the width line"
-    elif not (found.b0 or found.b1):
-        reason = (
-            "no biases (bias=False?): the paper's MLP has them and its parameter counts "
-            "include them"
-        )
-    else:
-        reason = "parameters besides the MLP's two layers and their biases"
-    raise CheckFailed(
-        f"{count} parameters for C = {channels}, r = {reduction}; expected 2·C·h + h + C = "
-        f"{expected} with h = {hidden} ({reason})"
-    )
-
-
-def expect_gradients(module: nn.Module, x: Tensor, call: Callable[[Tensor], Tensor]) -> None:
-    with torch.enable_grad():
-        out = call(x)
-        if not isinstance(out, Tensor) or not out.requires_grad:
-            raise CheckFailed(
-                "the output is cut off from autograd (.detach(), .item(), NumPy or "
-                "torch.no_grad()?), so nothing before it would ever learn"
-            )
-        weights = feature_map(out.shape, seed=99)
-        (out * weights).sum().backward()
-    if x.grad is None or not torch.isfinite(x.grad).all() or not x.grad.abs().sum() > 0:
-        raise CheckFailed("no gradient reaches the input")
-    stuck = [name for name, p in module.named_parameters() if p.numel() and p.grad is None]
-    if stuck:
-        raise CheckFailed(f"no gradient reaches {', '.join(stuck)}: is it used in forward?")
-
-
-def expect_input_gradient(pooling: Callable[[Tensor], object]) -> None:
-    """A gradient reaches the input of ``pooling`` through every tensor it returns."""
-    x = feature_map((2, 3, 4, 4), seed=2, requires_grad=True)
-    with torch.enable_grad():
-        out = pooling(x)
-        outputs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-        if not all(output.requires_grad for output in outputs):
-            raise CheckFailed("cut off from autograd (.detach(), .item() or NumPy?)")
-        sum(output.sum() for output in outputs).backward()
-    if x.grad is None or not x.grad.abs().sum() > 0:
-        raise CheckFailed("no gradient reaches the input")
 
 
 # --- exercise "channel-descriptors" ---------------------------------------------------------
@@ -281,22 +102,22 @@ def _check_descriptor_values(channel_descriptors: Callable, shape: tuple[int, ..
     avg, mx = _descriptors(channel_descriptors, x)
     true_avg, true_max = x.mean(dim=(2, 3)), x.amax(dim=(2, 3))
 
-    if close(avg, true_avg) and close(mx, true_max):
+    if tensors_close(avg, true_avg) and tensors_close(mx, true_max):
         return
-    if close(avg, true_max) and close(mx, true_avg):
+    if tensors_close(avg, true_max) and tensors_close(mx, true_avg):
         raise CheckFailed("the two are swapped: return (avg, max) in that order")
-    if not close(avg, true_avg):
-        if close(avg, x.sum(dim=(2, 3))):
+    if not tensors_close(avg, true_avg):
+        if tensors_close(avg, x.sum(dim=(2, 3))):
             raise CheckFailed("avg is the sum over H and W: divide by H·W (use .mean)")
         raise CheckFailed(f"avg is not the mean over H and W of x with shape {shape}")
-    if close(mx, x.amin(dim=(2, 3))):
+    if tensors_close(mx, x.amin(dim=(2, 3))):
         raise CheckFailed("max is the minimum over H and W")
     raise CheckFailed(f"max is not the maximum over H and W of x with shape {shape}")
 
 
 def check_channel_descriptors(channel_descriptors: Callable) -> bool:
     """``channel_descriptors(x)`` returns ``(avg, max)``, each (N, C), pooled over H and W."""
-    return run_isolated(
+    return run_seeded_checks(
         "channel-descriptors",
         [
             (
@@ -357,15 +178,15 @@ def _check_mlp_values(shared_mlp: Callable) -> None:
     for channels, reduction in ((64, 16), (48, 4)):
         module = _build_mlp(shared_mlp, channels, reduction)
         found = find_mlp(module, channels)
-        weights = found.load(_weights(channels, found.hidden, seed=4))
+        weights = found.load(mlp_weights(channels, found.hidden, seed=4))
         v = feature_map((5, channels), seed=5)
         out = _call_mlp(module, v)
         expect_shape(out, (5, channels), f"the output for an input (5, {channels})")
-        relu = _mlp_fn(weights)
+        relu = mlp_function(weights)
         if torch.allclose(out.detach().float(), relu(v), atol=1e-5, rtol=1e-4):
             continue
         mistakes = [
-            ("no ReLU between the two layers: Eq. 2's δ", _mlp_fn(weights, lambda t: t)(v)),
+            ("no ReLU between the two layers: Eq. 2's δ", mlp_function(weights, lambda t: t)(v)),
             (
                 "a ReLU after the last layer too: the MLP's output must be free to go negative",
                 relu(v).relu(),
@@ -376,7 +197,7 @@ def _check_mlp_values(shared_mlp: Callable) -> None:
             ),
             (
                 "a sigmoid between the layers: Eq. 2 uses a ReLU there",
-                _mlp_fn(weights, torch.sigmoid)(v),
+                mlp_function(weights, torch.sigmoid)(v),
             ),
         ]
         for hint, wrong in mistakes:
@@ -387,20 +208,20 @@ def _check_mlp_values(shared_mlp: Callable) -> None:
 
 def check_shared_mlp(shared_mlp: Callable) -> bool:
     """``shared_mlp(channels, reduction=16)`` returns Linear(C, h), ReLU, Linear(h, C)."""
-    return run_isolated(
+    return run_seeded_checks(
         "shared-mlp",
         [
             ("shared_mlp(64, 16) maps (N, 64) to (N, 64)", lambda: _check_mlp_shape(shared_mlp)),
             (
                 "hidden width max(C // r, 1): C = 64 with r = 16 (the default) and r = 4",
                 lambda: [
-                    _check_width(_build_mlp(shared_mlp, 64, r), 64, r if r else 16)
+                    expect_width(_build_mlp(shared_mlp, 64, r), 64, r if r else 16)
                     for r in (None, 4)
                 ],
             ),
             (
                 "small C keeps a hidden width of at least 1: C = 6 and 15, r = 16",
-                lambda: [_check_width(_build_mlp(shared_mlp, c, 16), c, 16) for c in (6, 15)],
+                lambda: [expect_width(_build_mlp(shared_mlp, c, 16), c, 16) for c in (6, 15)],
             ),
             (
                 "computes W1·ReLU(W0·v + b0) + b1 (weights copied in)",
@@ -408,7 +229,7 @@ def check_shared_mlp(shared_mlp: Callable) -> bool:
             ),
             (
                 "parameters: 2·C·h + h + C for C = 64, r = 16",
-                lambda: _check_parameter_count(_build_mlp(shared_mlp, 64, 16), 64, 16),
+                lambda: expect_parameter_count(_build_mlp(shared_mlp, 64, 16), 64, 16),
             ),
             ("gradients reach the input and both layers", lambda: _check_mlp_gradients(shared_mlp)),
         ],
@@ -441,7 +262,7 @@ def reference_module(channels: int, weights: Weights) -> ReferenceChannelAttenti
 
 def _map_mistakes(x: Tensor, weights: Weights) -> list[tuple[str, Tensor]]:
     """(hint, the (N, C, 1, 1) map that mistake gives) for the usual mistakes."""
-    mlp, s = _mlp_fn(weights), torch.sigmoid
+    mlp, s = mlp_function(weights), torch.sigmoid
     avg, mx = x.mean(dim=(2, 3)), x.amax(dim=(2, 3))
     a, m = mlp(avg), mlp(mx)
     mistakes = [
@@ -486,7 +307,7 @@ def _map_mistakes(x: Tensor, weights: Weights) -> list[tuple[str, Tensor]]:
         ),
         (
             "no ReLU between the MLP's layers",
-            s(_mlp_fn(weights, lambda t: t)(avg) + _mlp_fn(weights, lambda t: t)(mx)),
+            s(mlp_function(weights, lambda t: t)(avg) + mlp_function(weights, lambda t: t)(mx)),
         ),
         (
             "the average descriptor is a sum over H and W: use the mean",
@@ -504,7 +325,7 @@ def _case(ChannelAttention: type, n: int, c: int, h: int, w: int, r: float, seed
         raise CheckFailed(
             f"with a hidden width of 0 (C = {c}, r = {r}) the map is a constant; see the width line"
         )
-    weights = found.load(_weights(c, found.hidden, seed))
+    weights = found.load(mlp_weights(c, found.hidden, seed))
     x = feature_map((n, c, h, w), seed=seed + 1)
     return module, weights, reference_module(c, weights), x
 
@@ -530,10 +351,10 @@ def _check_attention_map(ChannelAttention: type) -> None:
                 "the map is (N, C): reshape it to (N, C, 1, 1) so that it broadcasts over H and W"
             )
         expect_shape(got, (n, c, 1, 1), f"attention(x) for x of shape {(n, c, h, w)}")
-        if close(got, expected):
+        if tensors_close(got, expected):
             continue
         for hint, wrong in _map_mistakes(x, weights):
-            if close(got, wrong):
+            if tensors_close(got, wrong):
                 raise CheckFailed(hint)
         raise CheckFailed(
             f"the map differs from cbam.ChannelAttention's for x of shape {(n, c, h, w)}, r = {r}"
@@ -555,21 +376,21 @@ def _check_forward(ChannelAttention: type) -> None:
             raise
         if not torch.equal(given, x):
             raise CheckFailed("forward changed its input in place: return x * map as a new tensor")
-        if isinstance(got, Tensor) and close(got, expected_map):
+        if isinstance(got, Tensor) and tensors_close(got, expected_map):
             raise CheckFailed("forward returns the map: return the rescaled input x * map")
         expect_shape(got, (n, c, h, w), f"forward(x) for x of shape {(n, c, h, w)}")
-        if close(got, x * expected_map):
+        if tensors_close(got, x * expected_map):
             continue
-        if close(got, x + x * expected_map):
+        if tensors_close(got, x + x * expected_map):
             raise CheckFailed(
                 "forward adds x back (x + x * map): return x * map; the residual "
                 "add belongs to the ResNet block around it"
             )
         for hint, wrong in _map_mistakes(x, weights):
-            if close(got, x * wrong):
+            if tensors_close(got, x * wrong):
                 raise CheckFailed(hint)
         own = getattr(module, "attention", None)
-        if callable(own) and close(got, x * own(x.clone()).detach()):
+        if callable(own) and tensors_close(got, x * own(x.clone()).detach()):
             raise CheckFailed(
                 "forward returns x * attention(x), but the map differs from the "
                 "reference (see the attention line)"
@@ -595,7 +416,7 @@ def _check_rejects_wrong_channels(ChannelAttention: type) -> None:
 
 def check_channel_attention(ChannelAttention: type) -> bool:
     """``ChannelAttention(channels, reduction=16)``: ``attention(x)`` and ``forward(x)``."""
-    return run_isolated(
+    return run_seeded_checks(
         "channel-attention",
         [
             (
@@ -605,13 +426,13 @@ def check_channel_attention(ChannelAttention: type) -> bool:
             (
                 "one shared MLP of width max(C // r, 1): C = 64, r = 16 (the default) and r = 4",
                 lambda: [
-                    _check_width(m, 64, r)
+                    expect_width(m, 64, r)
                     for m, r in ((ChannelAttention(64), 16), (ChannelAttention(64, reduction=4), 4))
                 ],
             ),
             (
                 "small C keeps a hidden width of at least 1: C = 6, r = 16",
-                lambda: _check_width(ChannelAttention(6, reduction=16), 6, 16),
+                lambda: expect_width(ChannelAttention(6, reduction=16), 6, 16),
             ),
             (
                 "attention(x) is (N, C, 1, 1) and matches cbam.ChannelAttention (same weights)",
@@ -623,7 +444,7 @@ def check_channel_attention(ChannelAttention: type) -> bool:
             ),
             (
                 "parameters: 2·C·h + h + C for C = 64, r = 16",
-                lambda: _check_parameter_count(ChannelAttention(64, reduction=16), 64, 16),
+                lambda: expect_parameter_count(ChannelAttention(64, reduction=16), 64, 16),
             ),
             (
                 "gradients reach the input and every parameter",

@@ -144,6 +144,12 @@ def seeded(seed: int = 0) -> Iterator[None]:
         yield
 
 
+def feature_map(shape: tuple[int, ...], seed: int, requires_grad: bool = False) -> torch.Tensor:
+    """A standard-normal tensor drawn from its own generator: the same for every learner."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator).requires_grad_(requires_grad)
+
+
 def run_seeded_checks(
     exercise: str,
     checks: Sequence[tuple[str, Callable[[], object]]],

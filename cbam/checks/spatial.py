@@ -21,15 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cbam.attention import SpatialAttention as ReferenceSpatialAttention
-from cbam.checks.channel import (
-    close,
-    expect_gradients,
-    expect_input_gradient,
-    feature_map,
-    run_isolated,
-)
+from cbam.checks.gradients import expect_gradients, expect_input_gradient
 from cbam.checks.own_work import OwnWork
-from cbam.checks.report import CheckFailed, expect_shape
+from cbam.checks.report import (
+    CheckFailed,
+    expect_shape,
+    feature_map,
+    run_seeded_checks,
+    tensors_close,
+)
 
 Tensor = torch.Tensor
 
@@ -86,22 +86,23 @@ def _check_pool_values(channel_pool: Callable, shape: tuple[int, ...]) -> None:
     x = feature_map(shape, seed=1) + 0.5  # shifted, so a sum and a mean differ
     pooled = _pool(channel_pool, x)
     mean, mx = x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)
-    if close(pooled, torch.cat([mean, mx], dim=1)):
+    if tensors_close(pooled, torch.cat([mean, mx], dim=1)):
         return
-    if close(pooled, torch.cat([mx, mean], dim=1)):
+    if tensors_close(pooled, torch.cat([mx, mean], dim=1)):
         raise CheckFailed(
             "[max, mean]: the authors' order; this course, timm and "
             "cbam.SpatialAttention put the mean first, [mean, max]"
         )
-    if close(pooled[:, 1:], mx) and close(pooled[:, :1], x.sum(dim=1, keepdim=True)):
+    first, second = pooled[:, :1], pooled[:, 1:]
+    if tensors_close(second, mx) and tensors_close(first, x.sum(dim=1, keepdim=True)):
         raise CheckFailed("channel 0 is the sum over C: divide by C (use .mean)")
-    which = "channel 0 (the mean)" if not close(pooled[:, :1], mean) else "channel 1 (the max)"
+    which = "channel 0 (the mean)" if not tensors_close(first, mean) else "channel 1 (the max)"
     raise CheckFailed(f"{which} differs, for x of shape {shape}")
 
 
 def check_channel_pool(channel_pool: Callable) -> bool:
     """``channel_pool(x)`` returns ``cat([mean over C, max over C], dim=1)``, (N, 2, H, W)."""
-    return run_isolated(
+    return run_seeded_checks(
         "channel-pool",
         [
             (
@@ -160,7 +161,7 @@ def _expect_value_error(same_padding: Callable, k: int, why: str) -> None:
 def check_same_padding(same_padding: Callable) -> bool:
     """``same_padding(k)`` is ``k // 2`` for odd k >= 1 and raises ValueError otherwise."""
     even = "with an even k no padding keeps H and W (the map grows or shrinks by one)"
-    return run_isolated(
+    return run_seeded_checks(
         "same-padding",
         [
             (
@@ -349,10 +350,10 @@ def _check_attention_map(SpatialAttention: type) -> None:
         _map_shape_hint(got, n, h, w, k)
         expect_shape(got, (n, 1, h, w), f"attention(x) for x of shape {(n, c, h, w)}, k = {k}")
         expected = reference.attention(x).detach()
-        if close(got, expected):
+        if tensors_close(got, expected):
             continue
         for hint, wrong in _map_mistakes(reference, x):
-            if close(got, wrong.detach()):
+            if tensors_close(got, wrong.detach()):
                 raise CheckFailed(hint)
         raise CheckFailed(
             f"the map differs from cbam.SpatialAttention's for x of shape {(n, c, h, w)}, k = {k}"
@@ -381,21 +382,21 @@ def _check_forward(SpatialAttention: type) -> None:
         if not torch.equal(given, x):
             raise CheckFailed("forward changed its input in place: return x * map as a new tensor")
         expected_map = reference.attention(x).detach()
-        if isinstance(got, Tensor) and close(got, expected_map):
+        if isinstance(got, Tensor) and tensors_close(got, expected_map):
             raise CheckFailed("forward returns the map: return the rescaled input x * map")
         expect_shape(got, (n, c, h, w), f"forward(x) for x of shape {(n, c, h, w)}, k = {k}")
-        if close(got, x * expected_map):
+        if tensors_close(got, x * expected_map):
             continue
-        if close(got, x + x * expected_map):
+        if tensors_close(got, x + x * expected_map):
             raise CheckFailed(
                 "forward adds x back (x + x * map): return x * map; the residual "
                 "add belongs to the ResNet block around it"
             )
         for hint, wrong in _map_mistakes(reference, x):
-            if close(got, x * wrong.detach()):
+            if tensors_close(got, x * wrong.detach()):
                 raise CheckFailed(hint)
         own = getattr(module, "attention", None)
-        if callable(own) and close(got, x * own(x.clone()).detach()):
+        if callable(own) and tensors_close(got, x * own(x.clone()).detach()):
             raise CheckFailed(
                 "forward returns x * attention(x), but the map differs from the "
                 "reference (see the attention line)"
@@ -424,7 +425,7 @@ def _check_module_gradients(SpatialAttention: type) -> None:
 
 def check_spatial_attention(SpatialAttention: type) -> bool:
     """``SpatialAttention(kernel_size=7)``: ``attention(x)`` and ``forward(x)``."""
-    return run_isolated(
+    return run_seeded_checks(
         "spatial-attention",
         [
             (
