@@ -41,8 +41,9 @@ def route(block: CBAM, x: torch.Tensor) -> Callable[[], torch.Tensor] | None:
     """
     if _not_the_papers_block(block) is not None:
         return None
-    if cpu_kernel.refusal(block, x) is None:
-        return lambda: cpu_kernel.forward(x, cpu_kernel.block_weights(block))
+    weights = cpu_kernel.weights_or_refusal(block, x)
+    if not isinstance(weights, str):
+        return lambda: cpu_kernel.forward(x, weights)
     if fused_backward.refusal(block, x) is None:
         return lambda: fused_backward.forward(block, x)
     return None

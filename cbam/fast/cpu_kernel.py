@@ -281,12 +281,13 @@ def _hooked(modules: tuple[nn.Module, ...]) -> bool:
 def block_weights(block: nn.Module) -> tuple[torch.Tensor | None, ...]:
     """The tensors with which ``forward`` computes a paper's cbam.CBAM ``block``: the MLP's
     weights and biases, then the spatial convolution's."""
-    first, second, conv = block.channel.mlp[0], block.channel.mlp[2], block.spatial.conv
+    first, _, second = tuple(block.channel.mlp)  # indexing an nn.Sequential is slower
+    conv = block.spatial.conv
     return (first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias)
 
 
-def refusal(block: nn.Module, x: torch.Tensor) -> str | None:
-    """Why the kernel does not compute ``block(x)`` now, or None where it does.
+def weights_or_refusal(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, ...] | str:
+    """``block_weights(block)`` where the kernel computes ``block(x)``; otherwise why not.
 
     ``block`` is already known to be the paper's block (see ``cbam.fast.route``); the kernel
     also needs its MLP to be Linear, ReLU, Linear, its gates sigmoids, no BatchNorm and a plain
@@ -305,19 +306,20 @@ def refusal(block: nn.Module, x: torch.Tensor) -> str | None:
         nn.Linear,
     ]:
         return "the channel MLP is not nn.Sequential(Linear, ReLU, Linear)"
-    gates, bn = (channel.gate, spatial.gate), spatial.bn
+    gates, bn, conv = (channel.gate, spatial.gate), spatial.bn, spatial.conv
     if any(type(m) is not nn.Sigmoid for m in gates):
         return "a gate is not nn.Sigmoid"
     if type(bn) is not nn.Identity:
         return "the spatial module has a BatchNorm"
-    if not is_same_conv(spatial.conv):
+    if not is_same_conv(conv):
         return "the spatial convolution is not a plain 'same' nn.Conv2d to one map"
-    weights = block_weights(block)
+    first, second = layers[0], layers[2]
+    weights = (first.weight, first.bias, second.weight, second.bias, conv.weight, conv.bias)
     if torch.is_grad_enabled() and (
         x.requires_grad or any(w is not None and w.requires_grad for w in weights)
     ):
         return "autograd records the call (a tensor requires a gradient and grad mode is on)"
-    if _hooked((block, channel, mlp, *layers, *gates, spatial, spatial.conv, bn)):
+    if _hooked((block, channel, mlp, *layers, *gates, spatial, conv, bn)):
         return "a forward hook watches the block or one of its modules"
     if transformed() or exporting():
         return "a torch.func transform, jit trace or export is tracing the call"
@@ -330,11 +332,17 @@ def refusal(block: nn.Module, x: torch.Tensor) -> str | None:
         return f"the kernel is unavailable: {_reason}"
     if cpu_forward is None and compiling():
         return "torch.compile needs torch.ops.cbam.cpu_forward, which this torch cannot register"
-    return None
+    return weights
+
+
+def refusal(block: nn.Module, x: torch.Tensor) -> str | None:
+    """Why the kernel does not compute ``block(x)`` now, or None where it does."""
+    answer = weights_or_refusal(block, x)
+    return answer if isinstance(answer, str) else None
 
 
 def forward(x: torch.Tensor, weights: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
-    """The kernel on ``x`` with ``block_weights`` (where ``refusal`` says None)."""
+    """The kernel on ``x`` with ``weights_or_refusal``'s weights."""
     if compiling():
         return cpu_forward(x, *weights)
     # In eager mode the operator's dispatch would only add time, and refusal has checked.
