@@ -16,11 +16,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cbam.course.build import builder as build
-from cbam.course.build import colab, config
-from cbam.course.build.compose import learner_notebook, reference_notebook, to_text
-from cbam.course.build.lessons import Lesson, LessonError, find_lessons, read_source
-from cbam.course.build.stubs import MarkerError, find_blocks, solution_lines, stub_source
+from cbam.course.building import builder as build
+from cbam.course.building import colab, config
+from cbam.course.building.compose import learner_notebook, reference_notebook, to_text
+from cbam.course.building.lessons import Lesson, LessonError, find_lessons, read_source
+from cbam.course.building.stubs import MarkerError, find_blocks, solution_lines, stub_source
 
 LESSON_00 = "00_tensors_and_shapes"
 

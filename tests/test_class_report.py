@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from cbam.course.grade.class_report import summarize, to_html, to_markdown, write_summary
-from cbam.course.grade.gradebook import gradebook, rows
-from cbam.course.grade.report import ExerciseResult, Report
+from cbam.course.grading.class_report import summarize, to_html, to_markdown, write_summary
+from cbam.course.grading.gradebook import gradebook, rows
+from cbam.course.grading.report import ExerciseResult, Report
 
 SIGMOIDS = ("✗ channel-attention: attention(x) is (N, C, 1, 1) and matches cbam.ChannelAttention "
             "(same weights) — a sigmoid on each branch, then summed: add the two MLP outputs "
@@ -99,7 +99,7 @@ def test_another_suffix_is_refused_naming_both(reports, tmp_path):
 
 
 def test_the_command_refuses_another_suffix(tmp_path, capsys):
-    from cbam.course.grade.grader import main
+    from cbam.course.grading.grader import main
 
     assert main([str(tmp_path), "--summary", str(tmp_path / "class.txt")]) == 2
     assert "--summary must end in .md or .html, got" in capsys.readouterr().err

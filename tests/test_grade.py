@@ -29,13 +29,13 @@ import pytest
 import torch
 
 import cbam.checks.report
-from cbam.course.grade import grader as grade
-from cbam.course.grade.grader import main
-from cbam.course.grade.kernel_guard import ExecutionGuard
-from cbam.course.grade.notebook import read_notebook
-from cbam.course.grade.references import load_reference
-from cbam.course.grade.submission import match_exercises
-from cbam.course.grade.tamper import suspicious
+from cbam.course.grading import grader as grade
+from cbam.course.grading.grader import main
+from cbam.course.grading.kernel_guard import ExecutionGuard
+from cbam.course.grading.notebook import read_notebook
+from cbam.course.grading.references import load_reference
+from cbam.course.grading.submission import match_exercises
+from cbam.course.grading.tamper import suspicious
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "grading_fixtures"

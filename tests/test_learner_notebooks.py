@@ -17,11 +17,11 @@ import pytest
 from nbclient import NotebookClient
 
 from cbam.checks.report import FAIL
-from cbam.course.build import colab
-from cbam.course.build.compose import learner_notebook, reference_notebook, to_text
-from cbam.course.build.execute import kernel_environment
-from cbam.course.build.lessons import Lesson, find_lessons, read_source
-from cbam.course.build.stubs import find_blocks, has_markers
+from cbam.course.building import colab
+from cbam.course.building.compose import learner_notebook, reference_notebook, to_text
+from cbam.course.building.execute import kernel_environment
+from cbam.course.building.lessons import Lesson, find_lessons, read_source
+from cbam.course.building.stubs import find_blocks, has_markers
 
 ROOT = Path(__file__).resolve().parent.parent
 LEARNER_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

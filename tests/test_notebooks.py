@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cbam.course.build.execute import kernel_environment
+from cbam.course.building.execute import kernel_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCES = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))

@@ -41,7 +41,8 @@ _INSTALLED = tuple(
 )
 
 
-# Every refusal's hint ends so; the class report (cbam.course.grade.class_report) finds them by it.
+# Every refusal's hint ends so; the class report (cbam.course.grading.class_report) finds
+# them by it.
 WRITE_IT_YOURSELF = "write it yourself"
 
 

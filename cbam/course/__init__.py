@@ -1,5 +1,7 @@
 """Course tooling behind the ``cbam-course`` command (``cli``).
 
-* ``build``: each lesson's reference and learner notebooks, from its source in ``solutions/``;
-* ``grade``: submitted notebooks, graded against the executed references.
+* ``building`` (``cbam-course build``): each lesson's reference and learner notebooks, from its
+  source in ``solutions/``;
+* ``grading`` (``cbam-course grade``): submitted notebooks, graded against the executed
+  references.
 """

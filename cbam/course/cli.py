@@ -12,11 +12,11 @@ import sys
 SUBCOMMANDS = {
     "table4": ("cbam.table4", "reproduce the paper's Table 4 (params, GFLOPs) by counting"),
     "build": (
-        "cbam.course.build.builder",
+        "cbam.course.building.builder",
         "build learner and reference notebooks from solutions/*.py",
     ),
     "grade": (
-        "cbam.course.grade.grader",
+        "cbam.course.grading.grader",
         "grade submitted notebooks against the executed references",
     ),
     "bench": ("cbam.bench", "time cbam.CBAM against a naive version, x.clone() and torch.compile"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nbformat
 
-from cbam.course.build import config
+from cbam.course.building import config
 
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_ID = "colab-badge"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cbam
-from cbam.course.grade.references import Reference
+from cbam.course.grading.references import Reference
 
 COPY_NAME = "graded.ipynb"
 PLUGIN = "cbam_nbval_capture"  # cbam/course/nbval_capture.py, copied beside the graded copy
@@ -93,7 +93,7 @@ def build_graded_copy(
     content = copy.deepcopy(reference.notebook.content)
     guard = f"_cbam_grader_guard_{secrets.token_hex(6)}"
     cells: list[dict] = [_quiet_cell(
-        f"from cbam.course.grade.kernel_guard import ExecutionGuard\n"
+        f"from cbam.course.grading.kernel_guard import ExecutionGuard\n"
         f"{guard} = ExecutionGuard()\ndel ExecutionGuard\n")]
     roles = [CellRole("prologue", summary="grader prologue")]
     for raw, cell in zip(content["cells"], reference.notebook.cells, strict=True):
@@ -240,7 +240,7 @@ def run_graded_copy(
     _offer_reference_files(reference_dir, workdir)
     (workdir / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     junit, capture = workdir / "junit.xml", workdir / "cells.jsonl"
-    # The plugin needs only pytest; loaded as cbam.course.grade.nbval_capture it would import
+    # The plugin needs only pytest; loaded as cbam.course.grading.nbval_capture it would import
     # cbam and with it torch into the pytest process, seconds per notebook for nothing.
     shutil.copyfile(Path(__file__).with_name("nbval_capture.py"), workdir / f"{PLUGIN}.py")
     command = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from cbam.course.build.stubs import MarkerError, find_blocks, has_markers
+from cbam.course.building.stubs import MarkerError, find_blocks, has_markers
 
 SOURCE_NAME = re.compile(r"^(?P<number>\d{2})_(?P<slug>[a-z0-9]+(?:_[a-z0-9]+)*)\.py$")
 EXERCISE_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

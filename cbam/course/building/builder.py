@@ -20,9 +20,9 @@ from pathlib import Path
 
 import nbformat
 
-from cbam.course.build.compose import learner_notebook, reference_notebook, to_text
-from cbam.course.build.execute import ExecutionFailed, execute_notebook
-from cbam.course.build.lessons import (
+from cbam.course.building.compose import learner_notebook, reference_notebook, to_text
+from cbam.course.building.execute import ExecutionFailed, execute_notebook
+from cbam.course.building.lessons import (
     SOURCE_NAME,
     Lesson,
     LessonError,

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cbam.course.grade.report import Report
+from cbam.course.grading.report import Report
 
 
 def exercise_columns(reports: list[Report]) -> list[str]:
@@ -31,7 +31,7 @@ def _reasons(report: Report) -> str:
 @dataclass
 class Gradebook:
     """The graded reports and the table made from them, once: the CSV/JSON gradebook and the
-    class summary (``cbam.course.grade.class_report``) both read their numbers from ``table``."""
+    class summary (``cbam.course.grading.class_report``) both read their numbers from ``table``."""
 
     reports: list[Report]
     columns: list[str]

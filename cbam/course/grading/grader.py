@@ -23,18 +23,18 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cbam.course.grade.class_report import SUFFIXES as SUMMARY_SUFFIXES
-from cbam.course.grade.class_report import write_summary
-from cbam.course.grade.gradebook import gradebook, write_gradebook
-from cbam.course.grade.graded_run import (
+from cbam.course.grading.class_report import SUFFIXES as SUMMARY_SUFFIXES
+from cbam.course.grading.class_report import write_summary
+from cbam.course.grading.gradebook import gradebook, write_gradebook
+from cbam.course.grading.graded_run import (
     CellResult,
     CellRole,
     RunOutcome,
     build_graded_copy,
     run_graded_copy,
 )
-from cbam.course.grade.notebook import Notebook, UnusableNotebook, normalize_lesson, read_notebook
-from cbam.course.grade.references import (
+from cbam.course.grading.notebook import Notebook, UnusableNotebook, normalize_lesson, read_notebook
+from cbam.course.grading.references import (
     Reference,
     ReferenceProblem,
     load_reference,
@@ -42,9 +42,9 @@ from cbam.course.grade.references import (
     references_in,
     solutions_dir,
 )
-from cbam.course.grade.report import PASSED, ExerciseResult, Report
-from cbam.course.grade.submission import Matched, match_exercises
-from cbam.course.grade.tamper import suspicious
+from cbam.course.grading.report import PASSED, ExerciseResult, Report
+from cbam.course.grading.submission import Matched, match_exercises
+from cbam.course.grading.tamper import suspicious
 
 # Generous defaults: a training cell of lesson 05 takes minutes on a busy CPU, and a cell cut
 # short by mistake fails a right exercise. --timeout 60 suits lessons 00-04.

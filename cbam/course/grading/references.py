@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cbam
-from cbam.course.grade.notebook import Cell, Notebook, UnusableNotebook, read_notebook
+from cbam.course.grading.notebook import Cell, Notebook, UnusableNotebook, read_notebook
 
 SOLUTIONS_ENV = "CBAM_SOLUTIONS"
 _REFERENCE_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cbam.course.grade.notebook import Cell, Notebook
-from cbam.course.grade.references import Reference
+from cbam.course.grading.notebook import Cell, Notebook
+from cbam.course.grading.references import Reference
 
 
 @dataclass

@@ -3,7 +3,7 @@
 ``cbam-course grade FOLDER --summary report.html`` (or ``.md``) writes, for each lesson graded:
 
 * each exercise's pass rate, read from the gradebook's table (the same 1s and 0s the CSV holds,
-  computed once, in ``cbam.course.grade.gradebook``);
+  computed once, in ``cbam.course.grading.gradebook``);
 * the mistakes the checks named, with how many submissions made each: the hints of the ``✗``
   lines ("a sigmoid on each branch, then summed: ...") are the names, so a mistake is counted
   under the words the learners saw;
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cbam.checks.own_work import WRITE_IT_YOURSELF
-from cbam.course.grade.gradebook import Gradebook
-from cbam.course.grade.report import ExerciseResult, Report
+from cbam.course.grading.gradebook import Gradebook
+from cbam.course.grading.report import ExerciseResult, Report
 
 SUFFIXES = (".md", ".html")
 
@@ -222,6 +222,6 @@ def write_summary(book: Gradebook, path: Path) -> ClassSummary:
 
 def reports_summary(reports: list[Report]) -> ClassSummary:
     """The summary of ``reports``, for callers that have no gradebook yet."""
-    from cbam.course.grade.gradebook import gradebook
+    from cbam.course.grading.gradebook import gradebook
 
     return summarize(gradebook(reports))

@@ -13,9 +13,9 @@ import hashlib
 import nbformat
 
 import cbam
-from cbam.course.build import colab
-from cbam.course.build.lessons import Lesson, SourceCells, check_name, exercise_name
-from cbam.course.build.stubs import stub_source
+from cbam.course.building import colab
+from cbam.course.building.lessons import Lesson, SourceCells, check_name, exercise_name
+from cbam.course.building.stubs import stub_source
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 # What a kernel reports, minus its Python version: the files stay the same on every machine.
