@@ -30,9 +30,6 @@ from cbam.fast import cpu_kernel, fused_backward
 if TYPE_CHECKING:
     from cbam.attention import CBAM
 
-ROUTES = ("cpu_kernel", "fused_backward")
-
-
 def route(block: CBAM, x: torch.Tensor) -> Callable[[], torch.Tensor] | None:
     """How to compute ``block(x)`` faster than Eq. 1 as written, or None: then the plain code.
 
