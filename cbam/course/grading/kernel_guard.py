@@ -29,6 +29,8 @@ _TORCH_NAMESPACES = ("torch", "torch.nn.functional", "torch.testing")
 _TORCH_CLASSES = ("Tensor", "nn.Module")
 _SYS_HOOKS = ("stdout", "stderr", "displayhook", "excepthook", "breakpointhook")
 _SHELL_METHODS = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "transform_cell")
+# IPython's lists of hooks run around every cell, besides its events' callbacks.
+_HOOK_LISTS = ("input_transformers_cleanup", "input_transformers_post", "ast_transformers")
 
 
 @dataclass
@@ -168,12 +170,17 @@ def _from_ipython(now: object, then: object) -> bool:
     return str(getattr(now, "__module__", "")).startswith(("IPython.", "ipykernel."))
 
 
-def _shell_slots() -> list[_Slot]:
+def _shell() -> object | None:
+    """The IPython shell the kernel runs, or None outside one."""
     try:
         from IPython import get_ipython
     except ImportError:
-        return []
-    shell = get_ipython()
+        return None
+    return get_ipython()
+
+
+def _shell_slots() -> list[_Slot]:
+    shell = _shell()
     if shell is None:
         return []
     slots = [_attribute(f"get_ipython().{name}", shell, name) for name in _SHELL_METHODS]
@@ -182,30 +189,24 @@ def _shell_slots() -> list[_Slot]:
     return slots
 
 
+def _hook_lists(shell: object) -> list[list]:
+    """IPython's lists of hooks run around each cell: input and AST transformers, events."""
+    lists = [getattr(shell, name, []) for name in _HOOK_LISTS]
+    return lists + list(getattr(getattr(shell, "events", None), "callbacks", {}).values())
+
+
 def _notebook_hooks() -> list[object]:
     """Hooks defined in the notebook itself (``__main__``) that IPython would run around cells;
     libraries (the matplotlib backend, ...) add their own, which are left alone."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return []
-    shell = get_ipython()
+    shell = _shell()
     if shell is None:
         return []
-    hooks = list(getattr(shell, "input_transformers_cleanup", []))
-    hooks += list(getattr(shell, "input_transformers_post", []))
-    hooks += list(getattr(shell, "ast_transformers", []))
-    for callbacks in getattr(getattr(shell, "events", None), "callbacks", {}).values():
-        hooks += list(callbacks)
+    hooks = [hook for found in _hook_lists(shell) for hook in found]
     return [h for h in hooks if getattr(h, "__module__", None) in ("__main__", None)]
 
 
 def _remove_notebook_hooks(hooks: list[object]) -> None:
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    lists = [shell.input_transformers_cleanup, shell.input_transformers_post,
-             shell.ast_transformers, *shell.events.callbacks.values()]
+    lists = _hook_lists(_shell())
     for hook in hooks:
         for found in lists:
             while any(entry is hook for entry in found):
