@@ -66,6 +66,8 @@ class ChannelAttention(nn.Module):
         pool_types: which global poolings give descriptors: any of "avg", "max", "lp" (power-2
             pooling, as ``F.lp_pool2d(x, 2, (H, W))``) and "lse" (log-sum-exp). The paper uses
             ("avg", "max").
+        device, dtype: where and in which dtype the parameters are made (PyTorch's factory
+            keywords, as ``nn.Linear`` takes them).
     """
 
     def __init__(
@@ -76,19 +78,22 @@ class ChannelAttention(nn.Module):
         min_hidden: int = 1,
         bias: bool = True,
         pool_types: Sequence[str] = ("avg", "max"),
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        validation.check_positive_int("channels", channels)
-        validation.check_reduction(reduction)
-        validation.check_positive_int("min_hidden", min_hidden)
+        channels = validation.check_positive_int("channels", channels)
+        reduction = validation.check_reduction(reduction)
+        min_hidden = validation.check_positive_int("min_hidden", min_hidden)
         validation.check_flag("bias", bias)
         self.pool_types = validation.check_pool_types(pool_types, POOL_TYPES)
         self.channels = channels
         self.hidden_channels = max(int(channels // reduction), min_hidden)
+        factory = {"device": device, "dtype": dtype}
         self.mlp = nn.Sequential(
-            nn.Linear(channels, self.hidden_channels, bias=bias),
+            nn.Linear(channels, self.hidden_channels, bias=bias, **factory),
             nn.ReLU(inplace=True),
-            nn.Linear(self.hidden_channels, channels, bias=bias),
+            nn.Linear(self.hidden_channels, channels, bias=bias, **factory),
         )
         self.gate = nn.Sigmoid()
 
@@ -116,9 +121,24 @@ class SqueezeExcitation(ChannelAttention):
     """
 
     def __init__(
-        self, channels: int, reduction: float = 16, *, min_hidden: int = 1, bias: bool = True
+        self,
+        channels: int,
+        reduction: float = 16,
+        *,
+        min_hidden: int = 1,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(channels, reduction, min_hidden=min_hidden, bias=bias, pool_types=("avg",))
+        super().__init__(
+            channels,
+            reduction,
+            min_hidden=min_hidden,
+            bias=bias,
+            pool_types=("avg",),
+            device=device,
+            dtype=dtype,
+        )
 
 
 class SpatialAttention(nn.Module):
@@ -137,6 +157,8 @@ class SpatialAttention(nn.Module):
             "conv1x1", a learned 1 x 1 convolution from C channels to 2 (the alternative of the
             paper's Table 2; it needs ``channels``).
         channels: C, needed by "conv1x1" only.
+        device, dtype: where and in which dtype the parameters are made (PyTorch's factory
+            keywords).
     """
 
     def __init__(
@@ -147,21 +169,25 @@ class SpatialAttention(nn.Module):
         bias: bool = False,
         channel_reduction: str = "pool",
         channels: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        validation.check_odd_kernel_size(kernel_size)
+        kernel_size = validation.check_odd_kernel_size(kernel_size)
         validation.check_flag("batch_norm", batch_norm)
         validation.check_flag("bias", bias)
         validation.check_choice("channel_reduction", channel_reduction, CHANNEL_REDUCTIONS)
         self.kernel_size = kernel_size
         self.channel_reduction = channel_reduction
+        factory = {"device": device, "dtype": dtype}
         # Pooling has no weights; the learned reduction is a 1x1 convolution to two maps.
         self.reduce = None
         if channel_reduction == "conv1x1":
-            validation.check_conv1x1_channels(channels)
-            self.reduce = nn.Conv2d(channels, 2, 1, bias=False)
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=bias)
-        self.bn = nn.BatchNorm2d(1) if batch_norm else nn.Identity()
+            channels = validation.check_conv1x1_channels(channels)
+            self.reduce = nn.Conv2d(channels, 2, 1, bias=False, **factory)
+        padding = kernel_size // 2
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=padding, bias=bias, **factory)
+        self.bn = nn.BatchNorm2d(1, **factory) if batch_norm else nn.Identity()
         self.gate = nn.Sigmoid()
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,6 +225,8 @@ class CBAM(nn.Module):
         spatial: False drops the spatial module, leaving channel attention alone.
         min_hidden, bias, pool_types: passed to ``ChannelAttention``.
         batch_norm, channel_reduction: passed to ``SpatialAttention``.
+        device, dtype: where and in which dtype the parameters are made (PyTorch's factory
+            keywords, which ``torch.nn.utils.skip_init`` and timm's ``attn_layer`` pass).
         fused: take ``cbam.fast``'s routes for the paper's configuration where they apply
             (``cbam.fast.why_not(block, x)`` says why not); False always runs the plain code
             (needed for double backward).
@@ -218,6 +246,8 @@ class CBAM(nn.Module):
         batch_norm: bool = False,
         channel_reduction: str = "pool",
         fused: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         validation.check_choice("arrangement", arrangement, ARRANGEMENTS)
@@ -225,8 +255,9 @@ class CBAM(nn.Module):
         validation.check_flag("fused", fused)
         self.arrangement = arrangement
         self.fused = fused
+        factory = {"device": device, "dtype": dtype}
         self.channel = ChannelAttention(
-            channels, reduction, min_hidden=min_hidden, bias=bias, pool_types=pool_types
+            channels, reduction, min_hidden=min_hidden, bias=bias, pool_types=pool_types, **factory
         )
         self.spatial = None
         if spatial:
@@ -234,7 +265,8 @@ class CBAM(nn.Module):
                 kernel_size,
                 batch_norm=batch_norm,
                 channel_reduction=channel_reduction,
-                channels=channels,
+                channels=self.channel.channels,
+                **factory,
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ any callable ``channels -> nn.Module`` (e.g. ``functools.partial(cbam.CBAM, redu
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 
 import torch
@@ -31,17 +32,23 @@ STRIDE_PLACES = ("1x1", "3x3")
 ATTENTION_NAMES = {"se": SqueezeExcitation, "cbam": CBAM}
 
 AttentionSpec = str | Callable[[int], nn.Module] | None
+Device = torch.device | str | None
 
 
-def make_attention(spec: AttentionSpec, channels: int) -> nn.Module:
+def make_attention(
+    spec: AttentionSpec, channels: int, *, device: Device = None, dtype: torch.dtype | None = None
+) -> nn.Module:
     """The attention module for a block whose output has ``channels`` channels.
 
     ``None`` gives ``nn.Identity()`` (the plain ResNet); ``"se"`` gives
     ``SqueezeExcitation(channels)`` and ``"cbam"`` gives ``CBAM(channels)``, both with the paper's
     defaults (r = 16, k = 7); a callable is called as ``spec(channels)`` and must return an
     ``nn.Module``. Every call builds a new module: blocks never share attention weights.
+
+    ``device`` and ``dtype`` (PyTorch's factory keywords) go to the named modules; a callable's
+    module is moved there after it is built, so the callable keeps its one argument.
     """
-    check_positive_int("channels", channels)
+    channels = check_positive_int("channels", channels)
     if spec is None:
         return nn.Identity()
     if isinstance(spec, str):
@@ -50,7 +57,7 @@ def make_attention(spec: AttentionSpec, channels: int) -> nn.Module:
                 f"attention must be None, one of {tuple(ATTENTION_NAMES)} or a callable "
                 f"channels -> nn.Module, got the string {spec!r}"
             )
-        return ATTENTION_NAMES[spec](channels)
+        return ATTENTION_NAMES[spec](channels, device=device, dtype=dtype)
     if isinstance(spec, nn.Module):
         # A module instance is callable too, but calling it with an int would fail obscurely,
         # and one instance in every block would share its weights across the network.
@@ -69,6 +76,8 @@ def make_attention(spec: AttentionSpec, channels: int) -> nn.Module:
             f"attention factory {spec!r} must return an nn.Module for {channels} channels, "
             f"got {type(module).__name__}"
         )
+    if device is not None or dtype is not None:
+        module = module.to(device=device, dtype=dtype)
     return module
 
 
@@ -77,13 +86,13 @@ def _check_stride_in(stride_in: object) -> None:
         raise ValueError(f"stride_in must be one of {STRIDE_PLACES}, got {stride_in!r}")
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, **factory) -> nn.Conv2d:
     # No bias: the BatchNorm that follows every convolution has its own shift.
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, **factory)
 
 
-def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1, **factory) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, **factory)
 
 
 class BasicBlock(nn.Module):
@@ -104,15 +113,18 @@ class BasicBlock(nn.Module):
         *,
         attention: AttentionSpec = None,
         stride_in: str = "1x1",
+        device: Device = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         _check_stride_in(stride_in)
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        factory = {"device": device, "dtype": dtype}
+        self.conv1 = conv3x3(inplanes, planes, stride, **factory)
+        self.bn1 = nn.BatchNorm2d(planes, **factory)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.attention = make_attention(attention, planes * self.expansion)
+        self.conv2 = conv3x3(planes, planes, **factory)
+        self.bn2 = nn.BatchNorm2d(planes, **factory)
+        self.attention = make_attention(attention, planes * self.expansion, **factory)
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,19 +152,22 @@ class Bottleneck(nn.Module):
         *,
         attention: AttentionSpec = None,
         stride_in: str = "1x1",
+        device: Device = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         _check_stride_in(stride_in)
+        factory = {"device": device, "dtype": dtype}
         stride_1x1, stride_3x3 = (stride, 1) if stride_in == "1x1" else (1, stride)
         width = planes * self.expansion
-        self.conv1 = conv1x1(inplanes, planes, stride_1x1)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride_3x3)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, width)
-        self.bn3 = nn.BatchNorm2d(width)
+        self.conv1 = conv1x1(inplanes, planes, stride_1x1, **factory)
+        self.bn1 = nn.BatchNorm2d(planes, **factory)
+        self.conv2 = conv3x3(planes, planes, stride_3x3, **factory)
+        self.bn2 = nn.BatchNorm2d(planes, **factory)
+        self.conv3 = conv1x1(planes, width, **factory)
+        self.bn3 = nn.BatchNorm2d(width, **factory)
         self.relu = nn.ReLU(inplace=True)
-        self.attention = make_attention(attention, width)
+        self.attention = make_attention(attention, width, **factory)
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,20 +189,20 @@ def _make_stage(
     stride: int,
     attention: AttentionSpec,
     stride_in: str,
+    **factory,
 ) -> nn.Sequential:
     """A stage of ``blocks`` blocks; the first may change resolution and width, and so does its
     shortcut (a strided 1x1 convolution and a BatchNorm)."""
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
         downsample = nn.Sequential(
-            conv1x1(inplanes, planes * block.expansion, stride),
-            nn.BatchNorm2d(planes * block.expansion),
+            conv1x1(inplanes, planes * block.expansion, stride, **factory),
+            nn.BatchNorm2d(planes * block.expansion, **factory),
         )
-    layers = [block(inplanes, planes, stride, downsample, attention=attention, stride_in=stride_in)]
+    options = {"attention": attention, "stride_in": stride_in, **factory}
+    layers = [block(inplanes, planes, stride, downsample, **options)]
     inplanes = planes * block.expansion
-    layers += [
-        block(inplanes, planes, attention=attention, stride_in=stride_in) for _ in range(1, blocks)
-    ]
+    layers += [block(inplanes, planes, **options) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
 
 
@@ -218,9 +233,7 @@ def _check_blocks(layers: object, stages: int) -> list[int]:
         raise ValueError(
             f"layers must be {stages} block counts such as [3, 4, 6, 3], got {layers!r}"
         )
-    for i, count in enumerate(layers):
-        check_positive_int(f"layers[{i}]", count)
-    return list(layers)
+    return [check_positive_int(f"layers[{i}]", count) for i, count in enumerate(layers)]
 
 
 class ResNet(nn.Module):
@@ -232,6 +245,8 @@ class ResNet(nn.Module):
         num_classes: outputs of the final linear layer; 1000 for ImageNet-1K.
         attention: the module in every block (see ``make_attention``); None for the plain ResNet.
         stride_in: "1x1" (ResNet v1, the paper's) or "3x3" (torchvision's v1.5).
+        device, dtype: where and in which dtype the parameters are made (PyTorch's factory
+            keywords, which ``torch.nn.utils.skip_init`` passes).
     """
 
     def __init__(
@@ -242,16 +257,19 @@ class ResNet(nn.Module):
         *,
         attention: AttentionSpec = None,
         stride_in: str = "1x1",
+        device: Device = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if block not in (BasicBlock, Bottleneck):
             raise TypeError(f"block must be BasicBlock or Bottleneck, got {block!r}")
         layers = _check_blocks(layers, 4)
-        check_positive_int("num_classes", num_classes)
+        num_classes = check_positive_int("num_classes", num_classes)
         _check_stride_in(stride_in)
+        factory = {"device": device, "dtype": dtype}
         self.stride_in = stride_in
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False, **factory)
+        self.bn1 = nn.BatchNorm2d(64, **factory)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = 64
@@ -259,11 +277,13 @@ class ResNet(nn.Module):
             zip((64, 128, 256, 512), layers, strict=True), start=1
         ):
             stride = 1 if index == 1 else 2
-            stage = _make_stage(block, inplanes, planes, blocks, stride, attention, stride_in)
+            stage = _make_stage(
+                block, inplanes, planes, blocks, stride, attention, stride_in, **factory
+            )
             self.add_module(f"layer{index}", stage)
             inplanes = planes * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(inplanes, num_classes)
+        self.fc = nn.Linear(inplanes, num_classes, **factory)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,31 +294,63 @@ class ResNet(nn.Module):
 
 
 def resnet18(
-    num_classes: int = 1000, *, attention: AttentionSpec = None, stride_in: str = "1x1"
+    num_classes: int = 1000,
+    *,
+    attention: AttentionSpec = None,
+    stride_in: str = "1x1",
+    device: Device = None,
+    dtype: torch.dtype | None = None,
 ) -> ResNet:
     """ResNet-18: basic blocks [2, 2, 2, 2]."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, attention=attention, stride_in=stride_in)
+    factory = {"device": device, "dtype": dtype}
+    return ResNet(
+        BasicBlock, [2, 2, 2, 2], num_classes, attention=attention, stride_in=stride_in, **factory
+    )
 
 
 def resnet34(
-    num_classes: int = 1000, *, attention: AttentionSpec = None, stride_in: str = "1x1"
+    num_classes: int = 1000,
+    *,
+    attention: AttentionSpec = None,
+    stride_in: str = "1x1",
+    device: Device = None,
+    dtype: torch.dtype | None = None,
 ) -> ResNet:
     """ResNet-34: basic blocks [3, 4, 6, 3]."""
-    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, attention=attention, stride_in=stride_in)
+    factory = {"device": device, "dtype": dtype}
+    return ResNet(
+        BasicBlock, [3, 4, 6, 3], num_classes, attention=attention, stride_in=stride_in, **factory
+    )
 
 
 def resnet50(
-    num_classes: int = 1000, *, attention: AttentionSpec = None, stride_in: str = "1x1"
+    num_classes: int = 1000,
+    *,
+    attention: AttentionSpec = None,
+    stride_in: str = "1x1",
+    device: Device = None,
+    dtype: torch.dtype | None = None,
 ) -> ResNet:
     """ResNet-50: bottlenecks [3, 4, 6, 3]; the network of the paper's Table 4."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, attention=attention, stride_in=stride_in)
+    factory = {"device": device, "dtype": dtype}
+    return ResNet(
+        Bottleneck, [3, 4, 6, 3], num_classes, attention=attention, stride_in=stride_in, **factory
+    )
 
 
 def resnet101(
-    num_classes: int = 1000, *, attention: AttentionSpec = None, stride_in: str = "1x1"
+    num_classes: int = 1000,
+    *,
+    attention: AttentionSpec = None,
+    stride_in: str = "1x1",
+    device: Device = None,
+    dtype: torch.dtype | None = None,
 ) -> ResNet:
     """ResNet-101: bottlenecks [3, 4, 23, 3]."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, attention=attention, stride_in=stride_in)
+    factory = {"device": device, "dtype": dtype}
+    return ResNet(
+        Bottleneck, [3, 4, 23, 3], num_classes, attention=attention, stride_in=stride_in, **factory
+    )
 
 
 class CifarResNet(nn.Module):
@@ -316,24 +368,27 @@ class CifarResNet(nn.Module):
         *,
         attention: AttentionSpec = None,
         width: int = 16,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_positive_int("blocks_per_stage", blocks_per_stage)
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("width", width)
-        self.conv1 = conv3x3(3, width)
-        self.bn1 = nn.BatchNorm2d(width)
+        blocks_per_stage = check_positive_int("blocks_per_stage", blocks_per_stage)
+        num_classes = check_positive_int("num_classes", num_classes)
+        width = check_positive_int("width", width)
+        factory = {"device": device, "dtype": dtype}
+        self.conv1 = conv3x3(3, width, **factory)
+        self.bn1 = nn.BatchNorm2d(width, **factory)
         self.relu = nn.ReLU(inplace=True)
         inplanes = width
         for index, planes in enumerate((width, 2 * width, 4 * width), start=1):
             stride = 1 if index == 1 else 2
             stage = _make_stage(
-                BasicBlock, inplanes, planes, blocks_per_stage, stride, attention, "1x1"
+                BasicBlock, inplanes, planes, blocks_per_stage, stride, attention, "1x1", **factory
             )
             self.add_module(f"layer{index}", stage)
             inplanes = planes
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(inplanes, num_classes)
+        self.fc = nn.Linear(inplanes, num_classes, **factory)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -344,16 +399,25 @@ class CifarResNet(nn.Module):
 
 
 def resnet_cifar(
-    depth: int = 20, num_classes: int = 10, *, attention: AttentionSpec = None, width: int = 16
+    depth: int = 20,
+    num_classes: int = 10,
+    *,
+    attention: AttentionSpec = None,
+    width: int = 16,
+    device: Device = None,
+    dtype: torch.dtype | None = None,
 ) -> CifarResNet:
     """A CIFAR ResNet of ``depth = 6n + 2`` layers (20, 32, 44, 56, 110, ...), n blocks per stage.
 
     The defaults (depth 20, width 16, 10 classes) are He et al.'s ResNet-20 for CIFAR-10.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int):
+    if isinstance(depth, bool) or not hasattr(type(depth), "__index__"):
         raise TypeError(f"depth must be an int 6n + 2, got {type(depth).__name__} {depth!r}")
+    depth = operator.index(depth)
     if depth < 8 or (depth - 2) % 6 != 0:
         raise ValueError(
             f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}"
         )
-    return CifarResNet((depth - 2) // 6, num_classes, attention=attention, width=width)
+    return CifarResNet(
+        (depth - 2) // 6, num_classes, attention=attention, width=width, device=device, dtype=dtype
+    )

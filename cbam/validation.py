@@ -5,6 +5,8 @@ Every error names what was expected and what came, so a wrong call explains itse
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -14,34 +16,45 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def check_positive_int(name: str, value: object) -> None:
-    # bool is an int subclass: CBAM(True) would silently mean CBAM(1).
-    if isinstance(value, bool) or not isinstance(value, int):
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as a Python int: an int, or an integer-like value such as ``np.int64(64)`` (what
+    ``operator.index`` takes); floats and bools are refused."""
+    # bool is an int subclass (and NumPy's bool_ has __index__): CBAM(True) would silently mean
+    # CBAM(1).
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
         raise TypeError(f"{name} must be an int, got {_describe(value)}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {_describe(value)}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {number}")
+    return number
 
 
-def check_conv1x1_channels(value: object) -> None:
+def check_conv1x1_channels(value: object) -> int:
     """The channels of SpatialAttention's learned reduction, which has no default."""
     if value is None:
         raise ValueError('channel_reduction="conv1x1" needs channels (the input\'s C), got None')
-    check_positive_int("channels", value)
+    return check_positive_int("channels", value)
 
 
-def check_odd_kernel_size(value: object) -> None:
-    check_positive_int("kernel_size", value)
-    if value % 2 == 0:
+def check_odd_kernel_size(value: object) -> int:
+    size = check_positive_int("kernel_size", value)
+    if size % 2 == 0:
         raise ValueError(
-            f"kernel_size must be odd, so that padding kernel_size // 2 keeps H and W, got {value}"
+            f"kernel_size must be odd, so that padding kernel_size // 2 keeps H and W, got {size}"
         )
+    return size
 
 
-def check_reduction(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def check_reduction(value: object) -> float | int:
+    # numbers.Real takes NumPy's scalars too, but also bool, which would mean r = 1.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"reduction must be a number > 0 (16 in the paper), got {_describe(value)}")
     if not value > 0:  # also catches nan
         raise ValueError(f"reduction must be a number > 0 (16 in the paper), got {value!r}")
+    return operator.index(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def check_flag(name: str, value: object) -> None:
