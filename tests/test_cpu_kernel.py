@@ -358,3 +358,53 @@ def test_without_a_compiler_cbam_keeps_to_pytorch(tmp_path):
 def test_the_kernel_can_be_turned_off():
     out = _run_python(CHECK_FALLBACK, CBAM_CPU_KERNEL="0")
     assert out == "turned off by CBAM_CPU_KERNEL=0 | same output: True"
+
+
+CHECK_WARNINGS = """
+import warnings, torch, cbam
+warnings.simplefilter("always")  # every warning given is seen: the kernel itself gives one
+with warnings.catch_warnings(record=True) as caught:
+    block = cbam.CBAM(16).eval()
+    with torch.no_grad():
+        for _ in range(3):
+            block(torch.randn(2, 16, 5, 6))
+            cbam.CBAM(8).eval()(torch.randn(1, 8, 3, 3))
+kernel = [w for w in caught if issubclass(w.category, cbam.fast.cpu_kernel.CpuKernelWarning)]
+print(len(kernel), "|", *(str(w.message) for w in kernel))
+"""
+
+
+def test_a_fallback_warns_once_per_process_with_why_and_how_to_enable(tmp_path):
+    out = _run_python(
+        CHECK_WARNINGS, PATH=str(tmp_path), CC="", CBAM_CACHE_DIR=str(tmp_path / "cache")
+    )
+    count, message = out.split(" | ")
+    assert count == "1"
+    assert "not used: no C compiler found (set $CC, or install cc, gcc or clang)" in message
+    assert "CBAM_CPU_KERNEL=0" in message
+
+
+def test_an_unwritable_cache_warns_and_names_the_variable_to_set(tmp_path):
+    (tmp_path / "a-file").write_text("")  # a folder cannot be made under a file
+    out = _run_python(CHECK_WARNINGS, CBAM_CACHE_DIR=str(tmp_path / "a-file" / "cache"))
+    count, message = out.split(" | ")
+    assert count == "1"
+    assert "is not writable" in message and "set CBAM_CACHE_DIR to a writable folder" in message
+
+
+def test_turning_the_kernel_off_gives_no_warning():
+    assert _run_python(CHECK_WARNINGS, CBAM_CPU_KERNEL="0") == "0 |"
+
+
+def test_a_cached_kernel_is_used_without_a_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("CBAM_CACHE_DIR", str(tmp_path / "cache"))
+    built = cpu_kernel._build(cpu_kernel._compiler())
+    assert built == cpu_kernel.cached_library()
+    check = """
+import torch, cbam
+block = cbam.CBAM(16).eval().requires_grad_(False)
+x = torch.randn(2, 16, 5, 6)
+print(cbam.fast.cpu_kernel.unavailable_reason(), cbam.fast.why_not(block, x)["cpu_kernel"])
+"""
+    out = _run_python(check, PATH=str(tmp_path), CC="", CBAM_CACHE_DIR=str(tmp_path / "cache"))
+    assert out == "None None"

@@ -11,8 +11,10 @@ to the plain code.
 
 It is compiled with the system's C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``: the
 kind torch.compile needs on a CPU too) and cached in ``$CBAM_CACHE_DIR`` (default
-``~/.cache/cbam``). Where that fails, ``unavailable_reason()`` says why and ``cbam.CBAM`` keeps
-to PyTorch operations. ``CBAM_CPU_KERNEL=0`` turns it off; ``CBAM(..., fused=False)`` too.
+``~/.cache/cbam``); a cached library is loaded without a compiler. Where that fails,
+``unavailable_reason()`` says why, a ``CpuKernelWarning`` says it once per process, and
+``cbam.CBAM`` keeps to PyTorch operations. ``CBAM_CPU_KERNEL=0`` turns it off (and the warning
+with it); ``CBAM(..., fused=False)`` too.
 """
 
 import ctypes
@@ -24,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,6 +46,11 @@ FLAGS = ("-march=native", *PORTABLE_FLAGS)
 
 _reason: str | None = None  # why the library is unavailable, once a build was tried
 _refusal: str | None = None  # set by refused()
+_warned = False  # the fallback's warning is given once per process
+
+
+class CpuKernelWarning(UserWarning):
+    """The CPU kernel cannot be used here: cbam.CBAM computes the same values more slowly."""
 
 
 def cache_dir() -> Path:
@@ -68,22 +76,34 @@ def _host() -> str:
     return f"{sys.platform} {platform.machine()} {cpu}"
 
 
-def _build(compiler: str) -> Path:
-    """Compile SOURCE into the cache (once per source, compiler and host); return its path."""
-    version = subprocess.run(
-        [compiler, "--version"], capture_output=True, text=True, check=False
-    ).stdout
-    key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), compiler, version, _host(), *FLAGS]).encode()
-    ).hexdigest()[:16]
-    folder = cache_dir()
-    target = folder / f"cpu_kernel-{key}.so"
+def cached_library() -> Path:
+    """Where the library built from SOURCE for this host is cached, built or not.
+
+    The compiler is not part of the key: any compiler's build of the same source runs the same,
+    and a library built once is then found on a machine that has no compiler left.
+    """
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), _host(), *FLAGS]).encode()).hexdigest()
+    return cache_dir() / f"cpu_kernel-{key[:16]}.so"
+
+
+def _build(compiler: str | None) -> Path:
+    """Compile SOURCE into the cache (once per source and host); return its path."""
+    target = cached_library()
     if target.exists():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    # Built under a temporary name and renamed: a process that loads the library at the same
-    # moment sees either nothing or the whole file.
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".so")
+    if compiler is None:
+        raise OSError("no C compiler found (set $CC, or install cc, gcc or clang)")
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Built under a temporary name and renamed: a process that loads the library at the same
+        # moment sees either nothing or the whole file.
+        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".so")
+    except OSError as error:
+        raise OSError(
+            f"its cache {folder} is not writable ({error.strerror}); set CBAM_CACHE_DIR to a "
+            "writable folder"
+        ) from error
     os.close(handle)
     try:
         errors = ""
@@ -98,30 +118,45 @@ def _build(compiler: str) -> Path:
                 os.replace(temporary, target)
                 return target
             errors = run.stderr.strip()
-        raise OSError(f"{compiler} could not compile {SOURCE.name}: {errors[-500:]}")
+        raise OSError(
+            f"{compiler} could not compile {SOURCE.name} (set $CC to another C compiler): "
+            f"{errors[-500:]}"
+        )
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
 
 
+def _unavailable(reason: str) -> None:
+    """Record why the kernel is not used, and say so once per process."""
+    global _reason, _warned
+    _reason = reason
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"cbam's CPU kernel is not used: {reason}. cbam.CBAM computes the same values with "
+            "PyTorch operations, more slowly; CBAM_CPU_KERNEL=0 turns the kernel and this "
+            "warning off.",
+            CpuKernelWarning,
+            stacklevel=2,
+        )
+
+
 @functools.cache
 def library() -> ctypes.CDLL | None:
-    """The compiled kernel, built on the first call; None where it cannot be (see the reason)."""
+    """The compiled kernel, built (or found in the cache) on the first call; None where it cannot
+    be (see the reason)."""
     global _reason
     if os.environ.get("CBAM_CPU_KERNEL", "1") == "0":
-        _reason = "turned off by CBAM_CPU_KERNEL=0"
+        _reason = "turned off by CBAM_CPU_KERNEL=0"  # asked for: no warning
         return None
     if sys.platform == "win32":
-        _reason = "not built on Windows"
-        return None
-    compiler = _compiler()
-    if compiler is None:
-        _reason = "no C compiler found (set $CC, or install cc, gcc or clang)"
+        _unavailable("it is not built on Windows")
         return None
     try:
-        lib = ctypes.CDLL(str(_build(compiler)))
+        lib = ctypes.CDLL(str(_build(_compiler())))
     except OSError as error:
-        _reason = str(error)
+        _unavailable(str(error))
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     lib.cbam_forward.restype = ctypes.c_int
