@@ -242,7 +242,7 @@ plt.show()
 # of the two intervals for CBAM against the baseline:
 
 # %%
-from scipy import stats as scipy_stats
+from cbam.experiments.student_t import t_quantile
 
 base = final_accuracies(stored, "baseline")
 other = final_accuracies(stored, "cbam")
@@ -250,7 +250,7 @@ seeds = sorted(set(base) & set(other))
 a, b = torch.tensor([other[s] for s in seeds]), torch.tensor([base[s] for s in seeds])
 n = len(seeds)
 # Unpaired: the pooled two-sample t interval. Paired: the interval of the table above.
-unpaired = scipy_stats.t.ppf(0.975, 2 * n - 2) * (a.var() / n + b.var() / n).sqrt().item()
+unpaired = t_quantile(0.975, 2 * n - 2) * (a.var() / n + b.var() / n).sqrt().item()
 paired_interval = next(row.difference for row in rows if row.variant == "cbam")
 paired = (paired_interval.high - paired_interval.low) / 2
 print(f"unpaired: ±{unpaired:.2f} points   paired: ±{paired:.2f} points")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats
+from cbam.experiments.student_t import t_quantile
 
 CONFIDENCE = 0.95
 
@@ -57,7 +57,7 @@ def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> Interv
         raise ValueError(f"an interval needs at least 2 values, got {n}")
     mean = math.fsum(values) / n
     sd = sample_sd(values)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
 
 
