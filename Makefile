@@ -5,7 +5,9 @@
 # make grade SUBMISSION=path/to/notebook.ipynb
 # make experiments - re-make the stored experiment runs in cbam/results/ (about an hour)
 # make gpu-check   - on a CUDA machine: CUDA tests, training lessons in full mode, the benchmark
-# make colab-check - build Colab's versions (Python 3.13, torch 2.11, ...) in .colab/, run the suite
+# make colab-check - build Colab's runtime (Python 3.13, torch 2.11, ...) in .colab/, check that
+#                    installing the course changes none of its packages, run the suite there
+# make colab-check-2026.07 - the same for Colab's older pinnable runtime (Python 3.12, numpy 2.0.2)
 # Each target installs what it needs; from a fresh clone each works alone.
 
 PYTHON ?= python3
@@ -19,7 +21,8 @@ LEARNER_DIR ?= my-notebooks
 # More options for JupyterLab, e.g. LAB_ARGS="--ip=0.0.0.0 --no-browser" in a container.
 LAB_ARGS ?=
 
-.PHONY: lab test build check grade table4 bench experiments lint clean gpu-check colab-check
+.PHONY: lab test build check grade table4 bench experiments lint clean gpu-check colab-check \
+	colab-check-2026.07
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +88,9 @@ gpu-check: $(STAMP)
 # Downloads a few GB on the first run (torch's CUDA build), so CI does not run it.
 colab-check:
 	scripts/colab_like.sh
+
+colab-check-2026.07:
+	COLAB_VERSIONS=scripts/colab_versions_2026.07.txt scripts/colab_like.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
