@@ -10,11 +10,29 @@ overrides the guess, e.g. to run the quick version on a GPU machine.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
 
 MODES = ("quick", "full")
+
+
+class _NoCudaRuntimeNotice(logging.Filter):
+    """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." notice.
+
+    A CUDA build of torch on a machine with a CUDA toolkit and no GPU (Colab's CPU runtime, a
+    laptop with nvcc) logs it to stderr the first time anything imports
+    torch.utils.cpp_extension, as torch.utils.benchmark and torch.compile's C++ backend do. It
+    only says where CUDA extensions would be built from; the lessons build none, and a learner
+    should not see a warning they can do nothing about. Any other message of that logger passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeNotice())
 
 
 def pick_device(preferred: str | torch.device | None = None) -> torch.device:

@@ -24,7 +24,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.benchmark import Timer
 
 import cbam
 from cbam.counting import count_macs, macs_by_module
@@ -51,6 +50,10 @@ def side_by_side(versions, *args, rounds=3):
     the clock is the process's CPU time: on a shared machine, time spent waiting for a core
     that another program holds is not the code's, and the wall clock would count it.
     """
+    # Imported here, once cbam.device is: on a CUDA build of torch without a GPU, importing it
+    # logs a notice about building CUDA extensions, which cbam.device keeps out of the lesson.
+    from torch.utils.benchmark import Timer
+
     clock = time.perf_counter if DEVICE.type == "cuda" else time.process_time
     seconds = {name: [] for name in versions}
     for _ in range(rounds):
