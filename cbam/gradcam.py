@@ -92,6 +92,9 @@ def grad_cam(
         model.train(was_training)
 
     activation, gradient = caught["activation"].detach(), caught["gradient"]
+    # The activation holds the hook that holds ``caught``: a cycle that would keep the whole
+    # forward graph (every saved tensor) alive until Python's cycle collector happens by.
+    caught.clear()
     weights = gradient.mean(dim=(2, 3), keepdim=True)  # alpha_k: one weight per channel
     cams = F.relu((weights * activation).sum(dim=1, keepdim=True))
     if upsample:
