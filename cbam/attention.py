@@ -12,6 +12,11 @@ maps of a whole network without changing what it computes.
 
 This file is the reference. ``CBAM.forward`` takes ``cbam.fast``'s faster routes to the same
 values where they apply (a C kernel, a hand-written backward); the tests hold them to this code.
+
+Every module can be scripted (``torch.jit.script``) and traced (``torch.jit.trace``,
+``torch.fx.symbolic_trace``, ``torch.export``, ``torch.onnx.export``): checks of the input and
+the faster routes sit behind ``torch.jit.is_scripting()``, and step aside under a trace, so a
+graph holds the plain code's operations.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from torch import nn
 
 from cbam import fast, validation
 from cbam.fast.spatial_conv import spatial_conv
+from cbam.fast.tracing import recording
 
 POOL_TYPES = ("avg", "max", "lp", "lse")
 ARRANGEMENTS = ("channel-first", "spatial-first", "parallel")
@@ -45,10 +51,12 @@ def _global_pool(x: torch.Tensor, pool_type: str) -> torch.Tensor:
 
 def _scale(features: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """``features * gate``, in place when autograd records neither: one feature map fewer to
-    allocate, and on a CPU each fresh 4 KiB costs a page fault."""
-    if features.requires_grad or gate.requires_grad:
-        return features * gate
-    return features.mul_(gate)
+    allocate, and on a CPU each fresh 4 KiB costs a page fault. A traced graph gets the
+    product, which does not depend on what required a gradient while it was traced."""
+    if not torch.jit.is_scripting():
+        if recording(features) is None and not (features.requires_grad or gate.requires_grad):
+            return features.mul_(gate)
+    return features * gate
 
 
 class ChannelAttention(nn.Module):
@@ -99,7 +107,8 @@ class ChannelAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel map M_c(x), shape (N, C, 1, 1), values in (0, 1)."""
-        validation.check_feature_map(x, self.channels, type(self).__name__)
+        if not torch.jit.is_scripting():
+            validation.check_feature_map(x, self.channels, type(self).__name__)
         descriptors = torch.stack([_global_pool(x, p) for p in self.pool_types])  # (P, N, C)
         # One MLP call on all descriptors at once: the MLP is shared, so this is Eq. 2's sum.
         logits = self.mlp(descriptors).sum(dim=0)
@@ -192,14 +201,19 @@ class SpatialAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial map M_s(x), shape (N, 1, H, W), values in (0, 1)."""
-        expected = None if self.reduce is None else self.reduce.in_channels
-        validation.check_feature_map(x, expected, type(self).__name__)
         if self.reduce is None:
+            if not torch.jit.is_scripting():
+                validation.check_feature_map(x, None, type(self).__name__)
             pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         else:
+            if not torch.jit.is_scripting():
+                validation.check_feature_map(x, self.reduce.in_channels, type(self).__name__)
             pooled = self.reduce(x)
-        # self.conv(pooled), by a faster route on a CPU (see cbam.fast.spatial_conv).
-        return self.gate(self.bn(spatial_conv(self.conv, pooled)))
+        if torch.jit.is_scripting():
+            logits = self.conv(pooled)
+        else:  # self.conv(pooled), by a faster route on a CPU (see cbam.fast.spatial_conv)
+            logits = spatial_conv(self.conv, pooled)
+        return self.gate(self.bn(logits))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.attention(x)
@@ -270,20 +284,27 @@ class CBAM(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        validation.check_feature_map(x, self.channel.channels, type(self).__name__)
-        if (faster := fast.route(self, x)) is not None:  # the same output in fewer passes
-            return faster()
-        # Eq. 1 as written; _scale reuses the intermediate's memory when autograd allows it.
-        channel, spatial = self.channel, self.spatial
-        if spatial is None:
-            return channel(x)
+        if not torch.jit.is_scripting():
+            validation.check_feature_map(x, self.channel.channels, type(self).__name__)
+            faster = fast.route(self, x)
+            if faster is not None:  # the same output in fewer passes
+                return faster()
+        return self.plain_forward(x)
+
+    def plain_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 as written, never a faster route (the reference the routes are held to)."""
+        # The submodules are called as modules where their output is what the block uses, so
+        # that their hooks fire. (They are named through self each time: TorchScript calls a
+        # submodule only as an attribute.)
+        if self.spatial is None:
+            return self.channel(x)
         if self.arrangement == "channel-first":
-            y = x * channel.attention(x)
-            return _scale(y, spatial.attention(y))
+            return self.spatial(self.channel(x))
         if self.arrangement == "spatial-first":
-            y = x * spatial.attention(x)
-            return _scale(y, channel.attention(y))
-        return _scale(x * channel.attention(x), spatial.attention(x))
+            return self.channel(self.spatial(x))
+        # Parallel: both maps from x; the spatial map is applied to the channel module's output
+        # (a fresh tensor, which _scale may reuse when autograd allows it).
+        return _scale(self.channel(x), self.spatial.attention(x))
 
     def extra_repr(self) -> str:
         return f"arrangement={self.arrangement!r}, fused={self.fused}"

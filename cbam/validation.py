@@ -10,6 +10,7 @@ import operator
 from collections.abc import Sequence
 
 import torch
+import torch.fx
 
 
 def _describe(value: object) -> str:
@@ -88,7 +89,13 @@ def check_pool_types(value: object, known: Sequence[str]) -> tuple[str, ...]:
 
 
 def check_feature_map(x: object, channels: int | None, module: str) -> None:
-    """A feature map is a floating-point (N, C, H, W) tensor with the module's C and H, W >= 1."""
+    """A feature map is a floating-point (N, C, H, W) tensor with the module's C and H, W >= 1.
+
+    Nothing is checked while FX or a jit trace records the call: FX's Proxy has no shape to
+    read, and a jit trace would record each check as a constant of the graph.
+    """
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing():
+        return
     if not isinstance(x, torch.Tensor):
         raise TypeError(
             f"{module} expects a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}"

@@ -498,15 +498,20 @@ def test_backward_can_run_twice_with_retain_graph():
     torch.testing.assert_close(x.grad, 2 * first)
 
 
-def test_double_backward_needs_the_plain_path():
+def test_double_backward_through_every_path():
+    """A backward with create_graph=True takes the plain code's gradient, also on the fused
+    path (tests/test_ecosystem.py checks it above the fused path's size threshold)."""
     torch.manual_seed(19)
     x = torch.randn(2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
     block = randomize(CBAM(8, 2, 3, fused=False)).double()
     assert torch.autograd.gradgradcheck(block, (x,), fast_mode=True)
-    block.fused = True
-    (grad,) = torch.autograd.grad(block(x).square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
-        grad.sum().backward()
+    second = []
+    for fused in (False, True):
+        block.fused = fused
+        (grad,) = torch.autograd.grad(block(x).square().sum(), x, create_graph=True)
+        second.append(torch.autograd.grad(grad.square().sum(), x)[0])
+    torch.testing.assert_close(*second)
+    assert torch.autograd.gradgradcheck(block, (x,), fast_mode=True)
 
 
 def test_torch_func_transforms_see_the_plain_computation():

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cbam.fast import hooks
 from cbam.fast.spatial_conv import is_same_conv
 from cbam.fast.tracing import compiling, exporting, transformed
 
@@ -305,14 +306,6 @@ _registrations: list[torch.library.Library] = []
 cpu_forward = _register()
 
 
-def _hooked(modules: tuple[nn.Module, ...]) -> bool:
-    """Hooks see the intermediate results of the plain code, which the kernel never makes."""
-    hooks = nn.modules.module
-    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
 def block_weights(block: nn.Module) -> tuple[torch.Tensor | None, ...]:
     """The tensors with which ``forward`` computes a paper's cbam.CBAM ``block``: the MLP's
     weights and biases, then the spatial convolution's."""
@@ -326,9 +319,10 @@ def weights_or_refusal(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor 
 
     ``block`` is already known to be the paper's block (see ``cbam.fast.route``); the kernel
     also needs its MLP to be Linear, ReLU, Linear, its gates sigmoids, no BatchNorm and a plain
-    "same" convolution; float32 NCHW tensors on the CPU, nothing for autograd to record, no
-    hooks, and no torch.func transform, jit trace or export. Called on every forward, so the
-    checks read attributes directly and build nothing they can avoid.
+    "same" convolution; float32 NCHW tensors on the CPU, nothing for autograd to record, and no
+    torch.func transform, jit trace or export. (Hooks are ``route``'s and ``refusal``'s to
+    check.) Called on every forward, so the checks read attributes directly and build nothing
+    they can avoid.
     """
     if x.device.type != "cpu":
         return "the kernel is for CPUs; the input is on " + x.device.type
@@ -354,8 +348,6 @@ def weights_or_refusal(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor 
         x.requires_grad or any(w is not None and w.requires_grad for w in weights)
     ):
         return "autograd records the call (a tensor requires a gradient and grad mode is on)"
-    if _hooked((block, channel, mlp, *layers, *gates, spatial, conv, bn)):
-        return "a forward hook watches the block or one of its modules"
     if transformed() or exporting():
         return "a torch.func transform, jit trace or export is tracing the call"
     if _refusal is not None:
@@ -372,6 +364,8 @@ def weights_or_refusal(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor 
 
 def refusal(block: nn.Module, x: torch.Tensor) -> str | None:
     """Why the kernel does not compute ``block(x)`` now, or None where it does."""
+    if hooks.watched(block):
+        return "a hook watches the block or one of its modules"
     answer = weights_or_refusal(block, x)
     return answer if isinstance(answer, str) else None
 

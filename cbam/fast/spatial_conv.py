@@ -3,7 +3,8 @@
 oneDNN, PyTorch's convolution on a CPU, is slow for a single output channel, in backward most
 of all. ``spatial_conv`` gives ``conv(pooled)`` either way: in eager mode through ``_SameConv``,
 whose backward is made of forward convolutions; under torch.compile as ``conv_as_shifted_sums``,
-which inductor fuses with the sigmoid after it.
+which inductor fuses with the sigmoid after it. A graph recorded for another runtime (ONNX
+export, torch.export, a jit trace, FX) and an empty batch get ``conv(pooled)`` itself: one Conv.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from cbam.fast.layout import laid_out_like
-from cbam.fast.tracing import compiling, transformed
+from cbam.fast.tracing import compiling, recording, transformed
 
 
 def spatial_conv(conv: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
     """``conv(pooled)``, through a faster route when ``conv`` is a plain "same" convolution."""
+    if recording(pooled) is not None:
+        return conv(pooled)
     if pooled.device.type != "cpu" or not is_same_conv(conv) or transformed():
         return conv(pooled)
-    if compiling():
+    if pooled.shape[0] == 0:  # nothing to speed up, and the weight's gradient sums over nothing
+        return conv(pooled)
+    if compiling():  # torch.compile's own trace: exports were sent to conv above
         return conv_as_shifted_sums(pooled, conv.weight, conv.bias)
     return _SameConv.apply(pooled, conv.weight, conv.bias)
 
@@ -53,18 +58,23 @@ class _SameConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         # Under autocast the convolution computes in autocast's dtype, and backward (which runs
-        # without autocast) must see the tensors it used: cast them here, once.
-        if torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
-            x, weight = x.to(dtype), weight.to(dtype)
-            bias = None if bias is None else bias.to(dtype)
+        # without autocast) must see the tensors it used. The inputs themselves are saved and
+        # cast again in backward (two small maps and a kernel): a double backward then reaches
+        # them through the casts.
         ctx.save_for_backward(x, weight)
+        ctx.dtype = None
+        if torch.is_autocast_enabled(x.device.type):
+            ctx.dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(ctx.dtype), weight.to(ctx.dtype)
+            bias = None if bias is None else bias.to(ctx.dtype)
         ctx.has_bias = bias is not None
         return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
+        if ctx.dtype is not None:
+            x, weight = x.to(ctx.dtype), weight.to(ctx.dtype)
         pad = weight.shape[-1] // 2
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:

@@ -1,10 +1,32 @@
 """Whether code runs under torch.compile's tracing, an export, or a torch.func transform.
 
 Some routes in ``cbam`` are only for plain eager execution (hand-written autograd Functions,
-calls into C); these tell them when to step aside.
+calls into C, in-place writes); these tell them when to step aside.
 """
 
 import torch
+import torch.fx
+
+
+def recording(x: torch.Tensor) -> str | None:
+    """What records ``x``'s computation as a graph for another runtime, or None.
+
+    Under all of them the graph must hold the plain code's standard operations: a trace cannot
+    see into C, an autograd Function or a branch on ``requires_grad``, FX hands a Proxy where a
+    tensor's values would be read, and ONNX wants one Conv where the plain code has one.
+    """
+    if isinstance(x, torch.fx.Proxy):
+        return "torch.fx is tracing the call symbolically"
+    # Both ONNX exporters trace with one of these (the TorchScript one with torch.jit.trace, the
+    # default one with torch.export); is_in_onnx_export itself costs microseconds per call, so
+    # it only names the reason.
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or _export_flag():
+        if torch.onnx.is_in_onnx_export():
+            return "torch.onnx is exporting the call"
+        if _export_flag():
+            return "torch.export is tracing the call"
+        return "torch.jit is tracing or scripting the call"
+    return None
 
 
 def compiling() -> bool:
