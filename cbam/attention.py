@@ -68,6 +68,9 @@ class ChannelAttention(nn.Module):
     Args:
         channels: C, the number of input channels.
         reduction: r, the MLP's reduction ratio; 16 in the paper.
+        hidden_channels: the MLP's hidden width, where it is not to come from ``reduction``
+            (weights trained elsewhere fix it: timm rounds C/r to the nearest, see
+            ``cbam.convert``).
         min_hidden: the hidden width is ``max(channels // reduction, min_hidden)``, so a small C
             never leaves an MLP of width 0 (whose gate would be a constant 0.5).
         bias: biases in the MLP's linear layers (the paper's parameter counts include them).
@@ -83,6 +86,7 @@ class ChannelAttention(nn.Module):
         channels: int,
         reduction: float = 16,
         *,
+        hidden_channels: int | None = None,
         min_hidden: int = 1,
         bias: bool = True,
         pool_types: Sequence[str] = ("avg", "max"),
@@ -96,7 +100,10 @@ class ChannelAttention(nn.Module):
         validation.check_flag("bias", bias)
         self.pool_types = validation.check_pool_types(pool_types, POOL_TYPES)
         self.channels = channels
-        self.hidden_channels = max(int(channels // reduction), min_hidden)
+        if hidden_channels is None:
+            self.hidden_channels = max(int(channels // reduction), min_hidden)
+        else:
+            self.hidden_channels = validation.check_positive_int("hidden_channels", hidden_channels)
         factory = {"device": device, "dtype": dtype}
         self.mlp = nn.Sequential(
             nn.Linear(channels, self.hidden_channels, bias=bias, **factory),
@@ -237,7 +244,7 @@ class CBAM(nn.Module):
             say how its parallel branches are combined; this product is the library's choice
             (BAM, by the same authors, adds the two branches' scores before one sigmoid).
         spatial: False drops the spatial module, leaving channel attention alone.
-        min_hidden, bias, pool_types: passed to ``ChannelAttention``.
+        hidden_channels, min_hidden, bias, pool_types: passed to ``ChannelAttention``.
         batch_norm, channel_reduction: passed to ``SpatialAttention``.
         device, dtype: where and in which dtype the parameters are made (PyTorch's factory
             keywords, which ``torch.nn.utils.skip_init`` and timm's ``attn_layer`` pass).
@@ -254,6 +261,7 @@ class CBAM(nn.Module):
         *,
         arrangement: str = "channel-first",
         spatial: bool = True,
+        hidden_channels: int | None = None,
         min_hidden: int = 1,
         bias: bool = True,
         pool_types: Sequence[str] = ("avg", "max"),
@@ -271,7 +279,13 @@ class CBAM(nn.Module):
         self.fused = fused
         factory = {"device": device, "dtype": dtype}
         self.channel = ChannelAttention(
-            channels, reduction, min_hidden=min_hidden, bias=bias, pool_types=pool_types, **factory
+            channels,
+            reduction,
+            hidden_channels=hidden_channels,
+            min_hidden=min_hidden,
+            bias=bias,
+            pool_types=pool_types,
+            **factory,
         )
         self.spatial = None
         if spatial:
