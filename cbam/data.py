@@ -9,12 +9,14 @@ attention maps against (lesson 06). Generated from a seed, vectorised, in a seco
 
 **CIFAR-10** (``load_cifar10``) is read from the "python version" files
 (``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``) with no torchvision needed;
-``download_cifar10`` fetches them through torchvision when it is installed (e.g. on Colab).
+``download_cifar10`` fetches them through torchvision when it is installed (e.g. on Colab). The
+experiments look for them in ``data_root()``: ``CBAM_DATA`` in the environment, else ``data``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import pickle
 from pathlib import Path
 
@@ -369,7 +371,7 @@ def download_cifar10(root: str | Path) -> Path:
     Does nothing when the files are already there. Needs torchvision and a network connection.
     """
     folder = _cifar_folder(root)
-    if all((folder / name).is_file() for name in CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES):
+    if has_cifar10(root):
         return folder
     try:
         from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
@@ -381,6 +383,18 @@ def download_cifar10(root: str | Path) -> Path:
         ) from error
     TorchvisionCIFAR10(str(root), train=True, download=True)
     return Path(root) / CIFAR10_FOLDER
+
+
+def data_root() -> Path:
+    """The folder CIFAR-10 is read from and downloaded to: ``CBAM_DATA``, else ``data`` (in the
+    current folder, which on Colab is the session's /content)."""
+    return Path(os.environ.get("CBAM_DATA") or "data")
+
+
+def has_cifar10(root: str | Path) -> bool:
+    """Whether ``root`` (or its ``cifar-10-batches-py``) holds every CIFAR-10 batch file."""
+    folder = _cifar_folder(root)
+    return all((folder / name).is_file() for name in CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES)
 
 
 def has_torchvision() -> bool:

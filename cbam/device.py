@@ -4,6 +4,10 @@ A CPU gets the *quick* settings (small data, few epochs: a lesson runs in a minu
 CUDA GPU gets the *full* ones. ``CBAM_MODE=quick`` or ``CBAM_MODE=full`` in the environment
 overrides the guess, e.g. to run the quick version on a GPU machine.
 
+``CBAM_SMOKE=1`` keeps the mode's code but shrinks what it costs (the full settings train one
+epoch on a few hundred images, lesson 07 times small tensors), so that a test runs the full
+mode's every path on a CPU in minutes. What such a run prints measures nothing.
+
 >>> device = pick_device()        # cuda if there is one, else cpu
 >>> epochs = 4 if QUICK else 30   # each lesson keeps its two sets of settings in one cell
 """
@@ -60,4 +64,13 @@ def run_mode() -> str:
     return mode or ("full" if torch.cuda.is_available() else "quick")
 
 
+def smoke_run() -> bool:
+    """Whether ``CBAM_SMOKE`` asks for the mode's code at toy sizes (see the module docstring)."""
+    value = os.environ.get("CBAM_SMOKE", "").strip().lower()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"CBAM_SMOKE must be 1 or 0 (or unset), got {value!r}")
+    return value == "1"
+
+
 QUICK = run_mode() == "quick"
+SMOKE = smoke_run()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 import cbam
 from cbam.counting import count_macs, macs_by_module
-from cbam.device import QUICK, pick_device
+from cbam.device import QUICK, SMOKE, pick_device
 from cbam.resnet import resnet50
 
 _ = torch.manual_seed(0)  # the one seed of this lesson
@@ -35,7 +35,7 @@ DEVICE = pick_device()
 
 # Quick (CPU) and full (GPU) sizes: the input of the ResNet timings, the feature map of the
 # CBAM timings, and how long each version is timed in each round (seconds).
-if QUICK:
+if QUICK or SMOKE:  # CBAM_SMOKE=1: the full mode's code at these sizes, to test it on a CPU
     IMAGES, FEATURES, ROUND_TIME = (2, 3, 128, 128), (16, 64, 56, 56), 0.15
 else:
     IMAGES, FEATURES, ROUND_TIME = (32, 3, 224, 224), (64, 256, 56, 56), 0.5

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from cbam.data import has_torchvision, make_loaders, synthetic_splits
+from cbam.data import data_root, has_cifar10, has_torchvision, make_loaders, synthetic_splits
 from cbam.device import pick_device
 from cbam.experiments import store
 from cbam.experiments.settings import Settings, settings_for
@@ -65,15 +65,17 @@ def build_model(
 def datasets(settings: Settings) -> tuple[object, object, object | None, int]:
     """(train, validation, test or None, number of classes); the same for every run.
 
-    CIFAR-10 keeps its test split apart: validation is the last ``n_val`` training images.
-    Without torchvision to fetch it, the synthetic task stands in at the same sizes.
+    CIFAR-10 keeps its test split apart: validation is the last ``n_val`` training images. It
+    is read from ``cbam.data.data_root()``, fetched there first when torchvision can; with
+    neither its files nor torchvision, the synthetic task stands in at the same sizes.
     """
-    if settings.task == "cifar10" and has_torchvision():
+    root = data_root()
+    if settings.task == "cifar10" and (has_cifar10(root) or has_torchvision()):
         from torch.utils.data import Subset
 
         from cbam.data import download_cifar10, load_cifar10
 
-        folder = download_cifar10("data")
+        folder = download_cifar10(root)
         train_all = load_cifar10(folder, train=True)
         val_all = load_cifar10(folder, train=True, augment=False)
         order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(0))

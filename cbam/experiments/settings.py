@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from cbam.device import smoke_run
+
 MODES = ("quick", "full")
 
 
@@ -86,6 +88,10 @@ FULL = dataclasses.replace(
     epochs=30,
     batch_size=128,
 )
+
+if smoke_run():
+    # CBAM_SMOKE=1 (cbam.device): the full task and network, one epoch over a few batches.
+    FULL = dataclasses.replace(FULL, n_train=256, n_val=64, epochs=1, batch_size=32)
 
 SETTINGS = {"quick": QUICK, "full": FULL}
 
