@@ -8,6 +8,7 @@
 # make colab-check - build Colab's runtime (Python 3.13, torch 2.11, ...) in .colab/, check that
 #                    installing the course changes none of its packages, run the suite there
 # make colab-check-2026.07 - the same for Colab's older pinnable runtime (Python 3.12, numpy 2.0.2)
+# make newest-torch-check - the suite on the newest torch release, in .newest-torch/
 # Each target installs what it needs; from a fresh clone each works alone.
 
 PYTHON ?= python3
@@ -91,6 +92,11 @@ colab-check:
 
 colab-check-2026.07:
 	COLAB_VERSIONS=scripts/colab_versions_2026.07.txt scripts/colab_like.sh
+
+# The newest torch is a CUDA build from PyPI (a few GB), so CI does not run it either.
+.PHONY: newest-torch-check
+newest-torch-check:
+	scripts/newest_torch.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
