@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from torch import nn
+
 import cbam
 
 _CBAM_DIR = os.path.dirname(os.path.abspath(cbam.__file__)) + os.sep
@@ -67,6 +69,9 @@ class OwnWork:
     watch_init: bool = False
     codes: dict[types.CodeType, str] = field(init=False, compare=False, repr=False)
     functions: list[types.FunctionType] = field(init=False, compare=False, repr=False)
+    # The same code compiled again (runpy or exec of cbam's own file) is a new code object:
+    # it is known by what it is made of, and where in the file it starts.
+    fingerprints: dict[tuple, str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         codes: dict[types.CodeType, str] = {}
@@ -82,6 +87,17 @@ class OwnWork:
                     functions.append(function)
         object.__setattr__(self, "codes", codes)
         object.__setattr__(self, "functions", functions)
+        object.__setattr__(self, "fingerprints",
+                           {_fingerprint(code): name for code, name in codes.items()})
+
+    def copy_of(self, code: types.CodeType) -> str | None:
+        """The library function ``code`` is, or is a compiled-again copy of; None if neither."""
+        return self.codes.get(code) or self.fingerprints.get(_fingerprint(code))
+
+
+def _fingerprint(code: types.CodeType) -> tuple:
+    return (code.co_name, code.co_firstlineno, code.co_code, code.co_names, code.co_varnames,
+            tuple(c for c in code.co_consts if isinstance(c, (str, int, float, tuple))))
 
 
 def _qualified(obj: object) -> str:
@@ -115,8 +131,42 @@ def expect_not_the_library(candidate: object, own: OwnWork) -> None:
             raise Shortcut(f"{own.subject} is a subclass of {_qualified(obj)}, so cbam's code "
                            "does the work: write it yourself")
     code = getattr(target, "__code__", None)
-    if code is not None and code in own.codes:
-        raise Shortcut(f"{own.subject} is cbam's own {own.codes[code]}: write it yourself")
+    if isinstance(code, types.CodeType) and (name := own.copy_of(code)):
+        raise Shortcut(f"{own.subject} runs cbam's own {name} (its code is the library's, "
+                       "taken or compiled again): write it yourself")
+    if isinstance(target, type):
+        for klass in target.__mro__:
+            if klass.__module__.startswith(("torch", "builtins")):
+                continue
+            for attr, member in vars(klass).items():
+                function = _unwrap(member)
+                code = getattr(function, "__code__", None)
+                if not (isinstance(code, types.CodeType) and (name := own.copy_of(code))):
+                    continue
+                if any(function is f for f in own.functions):
+                    raise Shortcut(f"{own.subject} borrows cbam's own {name} as its {attr}: "
+                                   f"{WRITE_IT_YOURSELF}")
+                raise Shortcut(f"{own.subject}.{attr} runs cbam's own {name} (its code is the "
+                               f"library's, taken or compiled again): {WRITE_IT_YOURSELF}")
+
+
+def expect_not_built_by_the_library(product: object, own: OwnWork, what: str) -> None:
+    """Shortcut when what the learner's code returned is the library's solution: an instance of
+    the forbidden class (built by it, copied, made with ``__new__`` or given its ``__class__``),
+    or of a class that runs the library's code."""
+    modules = product.modules() if isinstance(product, nn.Module) else [product]
+    for module in modules:
+        kind = type(module)
+        for obj in own.forbidden:
+            if isinstance(obj, type) and issubclass(kind, obj):
+                raise Shortcut(f"{what} is an instance of cbam's own {_qualified(obj)} (made by "
+                               f"it, copied or given its class): {WRITE_IT_YOURSELF}")
+        if kind.__module__.startswith(("torch", "builtins")):
+            continue
+        try:
+            expect_not_the_library(kind, own)
+        except Shortcut as shortcut:
+            raise Shortcut(f"{what}: {shortcut.hint}") from None
 
 
 def _kind(obj: object) -> str:
