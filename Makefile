@@ -2,7 +2,7 @@
 #               each), then open that folder in JupyterLab
 # make test   - set up .venv if needed, then run the whole test suite
 # make build  - rebuild the generated notebooks from solutions/*.py
-# make grade SUBMISSION=path/to/notebook.ipynb
+# make grade SUBMISSION=path/to/notebook.ipynb  - in a sandbox per notebook (docs/grading.md)
 # make experiments - re-make the stored experiment runs in cbam/results/ (about an hour)
 # make gpu-check   - on a CUDA machine: CUDA tests, training lessons in full mode, the benchmark
 # make colab-check - build Colab's runtime (Python 3.13, torch 2.11, ...) in .colab/, check that
@@ -22,7 +22,7 @@ LEARNER_DIR ?= my-notebooks
 # More options for JupyterLab, e.g. LAB_ARGS="--ip=0.0.0.0 --no-browser" in a container.
 LAB_ARGS ?=
 
-.PHONY: lab test build check grade table4 bench experiments lint clean gpu-check colab-check \
+.PHONY: lab test build check grade sandbox grading-cost table4 bench experiments lint clean gpu-check colab-check \
 	colab-check-2026.07
 
 $(PY):
@@ -60,8 +60,21 @@ build: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/cbam-course build --check
 
-grade: $(STAMP)
+# Each submission is graded in a bubblewrap sandbox: installed here where apt-get can (root).
+grade: $(STAMP) sandbox
 	$(VENV)/bin/cbam-course grade $(SUBMISSION)
+
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+		else \
+			echo "the grader needs bubblewrap: sudo apt-get install bubblewrap"; exit 1; \
+		fi; }
+
+# Lessons 01-03 graded in the sandbox, without it, and (BASELINE=DIR) by another checkout
+grading-cost: $(STAMP) sandbox
+	$(PY) scripts/grading_cost.py $(if $(BASELINE),--baseline $(BASELINE))
 
 table4: $(STAMP)
 	$(VENV)/bin/cbam-course table4

@@ -46,7 +46,7 @@ def gradebook(reports: list[Report]) -> Gradebook:
 
 def rows(reports: list[Report]) -> tuple[list[str], list[dict[str, object]]]:
     columns = exercise_columns(reports)
-    header = ["submission", "lesson", "score", "out_of", *columns, "failures"]
+    header = ["submission", "lesson", "score", "out_of", *columns, "sandbox", "failures"]
     table = []
     for report in reports:
         row: dict[str, object] = {
@@ -56,6 +56,8 @@ def rows(reports: list[Report]) -> tuple[list[str], list[dict[str, object]]]:
         }
         verdicts = {e.name: int(e.passed) for e in report.exercises}
         row.update({name: verdicts.get(name, "") for name in columns})
+        # Whether its code ran confined: "no" only for work graded with --no-sandbox.
+        row["sandbox"] = "" if report.error is not None else ("yes" if report.sandbox else "no")
         row["failures"] = _reasons(report)
         table.append(row)
     return header, table

@@ -21,19 +21,32 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cbam
+from cbam.course.grading import scratch
 from cbam.course.grading.references import Reference
+from cbam.course.grading.sandbox import Cgroup, Limits, Sandbox, cleanup
+from cbam.fast import cpu_kernel
 
 COPY_NAME = "graded.ipynb"
 PLUGIN = "cbam_nbval_capture"  # cbam/course/nbval_capture.py, copied beside the graded copy
 # The prologue imports torch and every check module: slow on a busy machine, and not the
 # learner's code, so it gets more time than --timeout gives a cell.
 PROLOGUE_TIMEOUT = 300.0
+PROBES = "cbam.course.grading.probes"
+PROBE_PREFIX = "probe-"  # probe-<exercise>.json in the scratch folder
+MESSAGE_LIMIT = 2_000  # characters of one cell's error message kept
+OUTPUT_LIMIT = 20_000  # characters of one cell's outputs kept: a flood is cut, not stored
+# What the kernel may keep of the grader's environment: locale, the course's own switches, and
+# the BLAS settings some processors need to compute right.
+_PASSED_ON = ("LANG", "LC_ALL", "CBAM_MODE", "CBAM_CPU_KERNEL", "CUDA_VISIBLE_DEVICES",
+              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -80,17 +93,29 @@ class RunOutcome:
     replay_gaps: int = 0  # earlier cells a restarted kernel could not run again
     seconds: float = 0.0
     log: str = ""
+    probes: dict[str, bytes] = field(default_factory=dict)  # exercise -> what its probe wrote
+    out_of_memory: bool = False
+    memory_peak: int | None = None  # bytes, the most the sandbox's cgroup held at once
+    cpu_seconds: float | None = None  # CPU time of all its processes, where a cgroup counted it
+    sandbox: str | None = None  # how the run was confined; None when it was not
 
 
 def build_graded_copy(
-    reference: Reference, sources: dict[str, str | None]
+    reference: Reference, sources: dict[str, str | None], probed: frozenset[str] = frozenset()
 ) -> tuple[dict, list[CellRole]]:
     """The reference notebook with the learner's exercise sources; the role of each code cell.
 
     ``sources[name]`` is None for an exercise that is not to be run (missing from the
     submission, or suspicious): its cell then defines nothing, as if the learner had deleted it.
+    After the last check cell of each exercise in ``probed`` comes a probe cell: it hands the
+    learner's objects inputs drawn from the grader's fresh seed and writes what they compute to
+    the scratch folder, for the grader to judge in its own process (``probes``).
     """
     content = copy.deepcopy(reference.notebook.content)
+    last_check = {}
+    for cell in reference.notebook.cells:
+        if cell.is_code and cell.check:
+            last_check[cell.check] = cell.number
     guard = f"_cbam_grader_guard_{secrets.token_hex(6)}"
     cells: list[dict] = [_quiet_cell(
         f"from cbam.course.grading.kernel_guard import ExecutionGuard\n"
@@ -112,6 +137,14 @@ def build_graded_copy(
             roles.append(CellRole("check", cell.check, cell.number, cell.first_line()))
             cells.append(_quiet_cell(f"{guard}.report()\n"))
             roles.append(CellRole("guard", cell.check, cell.number, "grader guard"))
+            if cell.check in probed and last_check.get(cell.check) == cell.number:
+                probe = _quiet_cell(f"__import__({PROBES!r}, fromlist=['observe'])"
+                                    f".observe({reference.lesson!r}, {cell.check!r}, "
+                                    "globals())\n")
+                # What it writes is judged, not what it prints.
+                probe["metadata"]["tags"] = ["nbval-ignore-output"]
+                cells.append(probe)
+                roles.append(CellRole("probe", cell.check, cell.number, "grader probe"))
         else:
             roles.append(CellRole("other", None, cell.number, cell.first_line()))
     content["cells"] = cells
@@ -131,21 +164,23 @@ def _offer_reference_files(reference_dir: Path, workdir: Path) -> None:
             continue  # other lessons' notebooks and sources are not the lesson's files
         if entry.name.startswith(".") or entry.name == "__pycache__":
             continue
+        # Copied, not linked: a sandbox sees nothing of the reference folder, and a copy is
+        # all a submission can spoil.
         target = workdir / entry.name
-        if not target.exists():
-            try:
-                target.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
-            except OSError:  # no symlinks (Windows without developer mode): copy small files
-                if entry.is_file():
-                    target.write_bytes(entry.read_bytes())
+        if target.exists() or target.is_symlink():
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target, symlinks=False, ignore_dangling_symlinks=True)
+        elif entry.is_file():
+            shutil.copyfile(entry, target)
 
 
-def _junit_outcomes(path: Path) -> dict[int, tuple[str, str]]:
+def _junit_outcomes(text: str | None) -> dict[int, tuple[str, str]]:
     """Cell number -> (outcome, message) from pytest's JUnit XML."""
-    if not path.exists():
+    if not text:
         return {}
     try:
-        root = ElementTree.parse(path).getroot()
+        root = ElementTree.fromstring(text)
     except ElementTree.ParseError:
         return {}
     found = {}
@@ -163,35 +198,52 @@ def _junit_outcomes(path: Path) -> dict[int, tuple[str, str]]:
                 outcome, message = "failed", child.get("message", "")
             elif child.tag == "skipped":
                 outcome, message = "skipped", child.get("message", "")
-        found[number] = (outcome, message)
+        found[number] = (outcome, message[:MESSAGE_LIMIT])
     return found
 
 
-def _read_capture(path: Path, count: int) -> tuple[list[CellResult], set[int], list[dict]]:
+def _bounded(outputs: object) -> list[dict]:
+    """A cell's recorded outputs, as plain strings, cut to what a report can hold."""
+    kept, left = [], OUTPUT_LIMIT
+    for output in outputs if isinstance(outputs, list) else []:
+        if not isinstance(output, dict) or left <= 0:
+            continue
+        entry = {key: str(output.get(key, ""))[:left] for key in ("type", "name", "text",
+                                                                    "ename", "evalue")}
+        left -= len(entry["text"]) + len(entry["evalue"])
+        kept.append(entry)
+    return kept
+
+
+def _read_capture(text: str | None, count: int) -> tuple[list[CellResult], set[int], list[dict]]:
     """Each cell's result, the kernels' pids, and one record per kernel restart."""
     cells = [CellResult() for _ in range(count)]
     pids: set[int] = set()
     restarts: list[dict] = []
-    if not path.exists():
-        return cells, pids, restarts
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in (text or "").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue  # a line cut off by the overall timeout
-        if "kernel_pid" in record:
-            pids.add(int(record["kernel_pid"]))
-        elif "restarted_before" in record:
-            restarts.append(record)
-        elif isinstance(record.get("cell"), int) and 0 <= record["cell"] < count:
-            cells[record["cell"]] = CellResult(
-                outcome=record.get("outcome", "failed"),
-                message=record.get("message", ""),
-                timed_out=bool(record.get("timed_out")),
-                kernel_died=bool(record.get("kernel_died")),
-                outputs=record.get("outputs", []),
-                seconds=float(record.get("seconds") or 0.0),
-            )
+        if not isinstance(record, dict):
+            continue
+        try:
+            if "kernel_pid" in record:
+                pids.add(int(record["kernel_pid"]))
+            elif "restarted_before" in record:
+                restarts.append({"of": int(record.get("of", 0)),
+                                 "replayed": int(record.get("replayed", 0))})
+            elif isinstance(record.get("cell"), int) and 0 <= record["cell"] < count:
+                cells[record["cell"]] = CellResult(
+                    outcome=str(record.get("outcome", "failed")),
+                    message=str(record.get("message", ""))[:MESSAGE_LIMIT],
+                    timed_out=bool(record.get("timed_out")),
+                    kernel_died=bool(record.get("kernel_died")),
+                    outputs=_bounded(record.get("outputs")),
+                    seconds=float(record.get("seconds") or 0.0),
+                )
+        except (TypeError, ValueError, OverflowError):
+            continue
     return cells, pids, restarts
 
 
@@ -208,19 +260,54 @@ def _kill(process: subprocess.Popen, kernel_pids: set[int]) -> None:
     process.wait()
 
 
+def _package_root() -> Path:
+    return Path(cbam.__file__).resolve().parent.parent
+
+
 def _environment(workdir: Path, threads: int | None) -> dict[str, str]:
+    """The environment of an unsandboxed run: the grader's, less what would change pytest."""
     env = dict(os.environ)
     env.pop("PYTEST_ADDOPTS", None)
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only nbval and the capture plugin
-    env["IPYTHONDIR"] = str(workdir / ".ipython")  # no startup scripts of the grader's profile
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    env.update(_course_environment(workdir, threads))
     # pytest and the kernel import the same cbam as the grader, wherever it runs from.
-    package_root = str(Path(cbam.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_package_root()),
+                                                      os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def _course_environment(workdir: Path, threads: int | None) -> dict[str, str]:
+    env = {
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only nbval and the capture plugin
+        "IPYTHONDIR": str(workdir / ".ipython"),  # no startup scripts of the grader's profile
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
     if threads is not None and "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(threads)  # several runs at once share the cores
     return env
+
+
+def _sandbox_environment(workdir: Path, threads: int | None) -> dict[str, str]:
+    """The environment inside a sandbox: chosen, not inherited."""
+    env = {key: os.environ[key] for key in _PASSED_ON if key in os.environ}
+    env.update(_course_environment(workdir, threads))
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, "/usr/local/bin", "/usr/bin", "/bin"])
+    env["PYTHONPATH"] = str(_package_root())
+    env["MPLCONFIGDIR"] = str(workdir / ".matplotlib")
+    kernel = cpu_kernel.cache_dir()
+    if kernel.is_dir():
+        env["CBAM_CACHE_DIR"] = str(kernel)  # the kernel the grader built, shown read-only
+    return env
+
+
+def _sandbox_reads() -> list[Path]:
+    """What a sandbox shows besides the system and Python: the package, the built kernel."""
+    shown = [Path(cbam.__file__).resolve().parent]
+    kernel = cpu_kernel.cache_dir()
+    if kernel.is_dir():
+        shown.append(kernel)
+    return shown
 
 
 def run_graded_copy(
@@ -233,8 +320,14 @@ def run_graded_copy(
     total_timeout: float,
     sanitize: Path | None = None,
     threads: int | None = None,
+    limits: Limits | None = None,
+    probe_seed: int | None = None,
 ) -> RunOutcome:
-    """Write ``content`` into ``workdir`` and run nbval on it; each code cell's result."""
+    """Write ``content`` into ``workdir`` and run nbval on it; each code cell's result.
+
+    With ``limits`` the run is sandboxed (``sandbox``): it sees ``workdir`` and nothing else
+    of the grader's files. Everything read back from ``workdir`` is read as untrusted.
+    """
     notebook = workdir / COPY_NAME
     notebook.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
     _offer_reference_files(reference_dir, workdir)
@@ -253,31 +346,98 @@ def run_graded_copy(
         "-W", "ignore::DeprecationWarning",
     ]
     if sanitize is not None:
-        command.append(f"--nbval-sanitize-with={sanitize}")
-    log = workdir / "pytest.log"
+        shutil.copyfile(sanitize, workdir / "nbval_sanitize.cfg")
+        command.append(f"--nbval-sanitize-with={workdir / 'nbval_sanitize.cfg'}")
+    cgroup, confined = None, None
+    if limits is not None:
+        env = _sandbox_environment(workdir, threads)
+        if probe_seed is not None:
+            env.update({"CBAM_PROBE_SEED": str(probe_seed), "CBAM_PROBE_DIR": str(workdir)})
+        cgroup = Cgroup.make(f"cbam-grade-{os.getpid()}-{secrets.token_hex(4)}", limits)
+        wrapper = Sandbox(workdir, limits, _sandbox_reads(), env, cgroup)
+        argv, confined = wrapper.wrap(command), wrapper.describe()
+    else:
+        env = _environment(workdir, threads)
+        if probe_seed is not None:
+            env.update({"CBAM_PROBE_SEED": str(probe_seed), "CBAM_PROBE_DIR": str(workdir)})
+        argv = command
     started = time.perf_counter()
     # pytest's output goes to a file, not a pipe: a kernel that outlives pytest cannot hold a
-    # pipe open and keep the grader waiting.
-    with log.open("wb") as stream:
+    # pipe open and keep the grader waiting. The file is the grader's, outside the sandbox.
+    with tempfile.TemporaryFile() as stream:
         process = subprocess.Popen(
-            command, cwd=workdir, env=_environment(workdir, threads), stdout=stream,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=hasattr(os, "killpg"),
+            argv, cwd=workdir, env=env, stdout=stream, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=hasattr(os, "killpg"),
         )
-        overall = None
+        RUNNING.add(process, cgroup)
+        overall, out_of_memory, memory_peak, cpu_seconds = None, False, None, None
         try:
-            process.wait(timeout=total_timeout)
-        except subprocess.TimeoutExpired:
-            overall = total_timeout
-            _, pids, _ = _read_capture(capture, len(roles))
-            _kill(process, pids)
+            try:
+                process.wait(timeout=total_timeout)
+            except subprocess.TimeoutExpired:
+                overall = total_timeout
+            if limits is None:
+                _, pids, _ = _read_capture(scratch.read_text(workdir, capture.name), len(roles))
+                _kill(process, pids)
+            out_of_memory = cgroup is not None and cgroup.out_of_memory()
+            memory_peak = cgroup.memory_peak() if cgroup is not None else None
+            cpu_seconds = cgroup.cpu_seconds() if cgroup is not None else None
+        finally:
+            cleanup(process, cgroup)  # the sandbox and every process in it end here
+            RUNNING.discard(process)
+        stream.seek(0, os.SEEK_END)
+        stream.seek(max(0, stream.tell() - 4000))
+        log = stream.read().decode("utf-8", "replace")
     seconds = time.perf_counter() - started
-    cells, _, restarts = _read_capture(capture, len(roles))
-    for number, (outcome, message) in _junit_outcomes(junit).items():
+    cells, _, restarts = _read_capture(scratch.read_text(workdir, capture.name), len(roles))
+    for number, (outcome, message) in _junit_outcomes(
+            scratch.read_text(workdir, junit.name, 4 * scratch.MIB)).items():
         if 0 <= number < len(cells):
             cells[number].outcome = outcome
             cells[number].message = cells[number].message or message
     return RunOutcome(cells=cells, overall_timeout=overall, restarts=len(restarts),
-                      replay_gaps=sum(r.get("of", 0) - r.get("replayed", 0) for r in restarts),
-                      seconds=seconds,
-                      log=log.read_bytes()[-4000:].decode("utf-8", "replace"))
+                      replay_gaps=sum(r["of"] - r["replayed"] for r in restarts),
+                      seconds=seconds, log=log, probes=_read_probes(workdir),
+                      out_of_memory=out_of_memory, memory_peak=memory_peak,
+                      cpu_seconds=cpu_seconds, sandbox=confined)
+
+
+def _read_probes(workdir: Path) -> dict[str, bytes]:
+    """What each probe cell wrote, by exercise name: raw, for ``probes.judge`` to decode."""
+    found = {}
+    for name in scratch.names(workdir, PROBE_PREFIX):
+        exercise = name[len(PROBE_PREFIX):].removesuffix(".json")
+        data = scratch.read(workdir, name, 8 * scratch.MIB)
+        if data is not None:
+            found[exercise] = data
+    return found
+
+
+class _Running:
+    """The sandboxes running now, so that a grader told to stop ends them first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[subprocess.Popen, Cgroup | None] = {}
+        self.stopping = False
+
+    def add(self, process: subprocess.Popen, cgroup: Cgroup | None) -> None:
+        with self._lock:
+            if not self.stopping:
+                self._runs[process] = cgroup
+                return
+        cleanup(process, cgroup)  # started as the grader was told to stop: ended at once
+
+    def discard(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._runs.pop(process, None)
+
+    def end_all(self) -> None:
+        with self._lock:
+            self.stopping = True
+            runs = list(self._runs.items())
+        for process, cgroup in runs:
+            cleanup(process, cgroup)
+
+
+RUNNING = _Running()

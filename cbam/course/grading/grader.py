@@ -16,17 +16,22 @@ import argparse
 import json
 import os
 import re
+import secrets
+import signal
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cbam.checks.own_work import WRITE_IT_YOURSELF
+from cbam.course.grading import probes, sandbox, scratch
 from cbam.course.grading.class_report import SUFFIXES as SUMMARY_SUFFIXES
 from cbam.course.grading.class_report import write_summary
 from cbam.course.grading.gradebook import gradebook, write_gradebook
 from cbam.course.grading.graded_run import (
+    RUNNING,
     CellResult,
     CellRole,
     RunOutcome,
@@ -51,6 +56,8 @@ from cbam.course.grading.tamper import suspicious
 DEFAULT_CELL_TIMEOUT = 300.0  # s for one cell
 DEFAULT_TOTAL_TIMEOUT = 1800.0  # s for one whole notebook
 _MARKS = ("✓", "✗")
+REFUSED = "refused"  # the exercise handed in cbam's own solution
+MAX_LINES, MAX_LINE, MAX_HINT = 40, 400, 600  # what a report keeps of a check's printing
 
 
 # --- which lesson -----------------------------------------------------------------------------
@@ -121,6 +128,20 @@ def _mark_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip().startswith(_MARKS)]
 
 
+def _bounded(lines: list[str]) -> list[str]:
+    """At most MAX_LINES check lines of at most MAX_LINE characters: a submission that prints a
+    flood gets a report and a gradebook that still open, and a note that they were cut."""
+    kept = [line if len(line) <= MAX_LINE else line[:MAX_LINE] + " … (cut)"
+            for line in lines[:MAX_LINES]]
+    if len(lines) > MAX_LINES:
+        kept.append(f"… {len(lines) - MAX_LINES} more line(s) cut")
+    return kept
+
+
+def _hint(text: str) -> str:
+    return text if len(text) <= MAX_HINT else text[:MAX_HINT] + " … (cut)"
+
+
 def _short(line: str, name: str) -> str:
     """'✗ name: what — hint' -> 'what — hint' (the report already names the exercise)."""
     return re.sub(rf"^✗\s*{re.escape(name)}\s*:\s*", "", line)
@@ -133,9 +154,10 @@ def _verdict(
     run: RunOutcome,
     cell_timeout: float,
     guard_works: bool,
+    judgement: probes.Judgement | None = None,
 ) -> ExerciseResult:
     exercise, checks, guards = parts["exercise"], parts["check"], parts["guard"]
-    lines = [line for c in checks for line in _mark_lines(c.printed)]
+    lines = _bounded([line for c in checks for line in _mark_lines(c.printed)])
     if guard_works:
         changed = [line.split("grader: ", 1)[-1] for g in guards
                    for line in _mark_lines(g.printed)]
@@ -156,7 +178,17 @@ def _verdict(
                else "nbval did not run its check cell")
         return ExerciseResult(name, "not run", f"not graded: {why}", lines)
     if all(c.outcome == PASSED for c in checks):
-        return ExerciseResult(name, PASSED, "", lines)
+        if judgement is None or judgement.passed:
+            return ExerciseResult(name, PASSED, "", lines)
+        # The check cell printed the reference's lines, but the learner's code, given the
+        # grader's own inputs, did not compute the reference's values: the probe decides.
+        status = REFUSED if judgement.refused else "failed"
+        return ExerciseResult(name, status, judgement.hint, lines)
+    if judgement is not None and judgement.refused:
+        # The check cell's own refusal, if it printed one, is what the learner saw.
+        said = [_short(line, name) for line in lines
+                if line.startswith("✗") and WRITE_IT_YOURSELF in line]
+        return ExerciseResult(name, REFUSED, said[0] if said else judgement.hint, lines)
     failures = [line for line in lines if line.startswith("✗")]
     errors = [c.error for c in exercise if c.error]
     if (_is_stub(source, name) or any("not implemented" in line for line in failures)
@@ -165,7 +197,7 @@ def _verdict(
     if errors:
         return ExerciseResult(name, "failed", f"the exercise cell raised {errors[0]}", lines)
     if failures:
-        return ExerciseResult(name, "failed", "; ".join(_short(f, name) for f in failures),
+        return ExerciseResult(name, "failed", _hint("; ".join(_short(f, name) for f in failures)),
                               lines)
     check_errors = [c.error for c in checks if c.error]
     if check_errors:
@@ -223,10 +255,33 @@ def grade_submission(
     total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
     name: str | None = None,
     threads: int | None = None,
+    limits: sandbox.Limits | None = None,
+    trusted: bool = False,
 ) -> Report:
-    """Grade one submitted notebook; problems with the input end up in ``Report.error``."""
+    """Grade one submitted notebook; problems with the input end up in ``Report.error``.
+
+    The notebook's code runs in a sandbox with ``limits`` (default ``sandbox.Limits()``);
+    ``trusted=True`` runs it without one, and the report says so.
+    """
     started = time.perf_counter()
     report = Report(submission=name or str(path))
+    if RUNNING.stopping:
+        report.error = "the grader was told to stop before this notebook was graded"
+        return report
+    if trusted:
+        limits = None
+        report.sandbox = None
+        report.warnings.append("graded WITHOUT a sandbox (--no-sandbox): its code ran with the "
+                               "grader's permissions, and its grade is only as good as its "
+                               "author's intentions")
+    else:
+        limits = limits or sandbox.Limits()
+        why = sandbox.available()
+        if why is not None:
+            report.error = (f"no sandbox can be made on this machine ({why}), so this notebook's "
+                            "code was not run; install what is missing, or grade work you trust "
+                            "with --no-sandbox")
+            return report
     try:
         submission = read_notebook(path)
         folder = solutions_dir(solutions)
@@ -253,13 +308,17 @@ def grade_submission(
         report.warnings.append(f"the notebook has no 'cbam' lesson metadata; it was graded as "
                                f"lesson {chosen}")
     report.notes += matched.notes
-    _grade(report, reference, matched, folder, cell_timeout, total_timeout, threads)
+    try:
+        _grade(report, reference, matched, folder, cell_timeout, total_timeout, threads, limits)
+    except Exception as error:  # whatever a submission left behind, the class run goes on
+        report.error = f"the grader failed on this notebook: {type(error).__name__}: {error}"
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _grade(report: Report, reference: Reference, matched: Matched, folder: Path,
-           cell_timeout: float, total_timeout: float, threads: int | None) -> None:
+           cell_timeout: float, total_timeout: float, threads: int | None,
+           limits: sandbox.Limits | None) -> None:
     check_functions = set()
     for cells in reference.check_cells.values():
         for cell in cells:
@@ -269,11 +328,22 @@ def _grade(report: Report, reference: Reference, matched: Matched, folder: Path,
     # Suspicious code is not run: it could change what the other exercises' checks print.
     sources = {name: (None if name in flagged else source)
                for name, source in matched.sources.items()}
-    content, roles = build_graded_copy(reference, sources)
-    with tempfile.TemporaryDirectory(prefix="cbam-grade-") as workdir:
-        run = run_graded_copy(content, roles, reference.path.parent, Path(workdir),
+    probed = probes.probed(reference.lesson) & set(reference.exercises)
+    content, roles = build_graded_copy(reference, sources, probed)
+    seed = secrets.randbits(62)  # the probes' inputs: drawn now, known to no one before
+    workdir = scratch.make()
+    try:
+        run = run_graded_copy(content, roles, reference.path.parent, workdir,
                               cell_timeout=cell_timeout, total_timeout=total_timeout,
-                              sanitize=_sanitize_file(folder), threads=threads)
+                              sanitize=_sanitize_file(folder), threads=threads, limits=limits,
+                              probe_seed=seed)
+    finally:
+        scratch.remove(workdir)
+    report.sandbox = run.sandbox
+    report.cpu_seconds = run.cpu_seconds
+    if run.out_of_memory:
+        report.notes.append(f"the notebook's code went past the memory cap of "
+                            f"{limits.memory_gib:g} GiB, and the process that did was stopped")
     guard_works = run.cells[0].outcome == PASSED
     if not guard_works:
         report.warnings.append("the grader's prologue failed, so tampering at run time was not "
@@ -299,8 +369,10 @@ def _grade(report: Report, reference: Reference, matched: Matched, folder: Path,
             for role, cell in zip(roles, run.cells, strict=True):
                 if role.exercise == name and role.kind in parts:
                     parts[role.kind].append(cell)
+            judgement = (probes.judge(reference.lesson, name, seed, run.probes.get(name))
+                         if name in probed else None)
             results[name] = _verdict(name, matched.sources[name], parts, run, cell_timeout,
-                                     guard_works)
+                                     guard_works, judgement)
     report.exercises = list(results.values())
     report.notes += _other_cell_notes(roles, run, results)
 
@@ -327,10 +399,13 @@ def grade_many(
     """Grade several notebooks, ``jobs`` nbval runs at a time; reports in the given order."""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(submissions) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         futures = [pool.submit(grade_submission, path, name=name, threads=threads, **options)
                    for path, name in submissions]
         return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -361,7 +436,19 @@ def _parser() -> argparse.ArgumentParser:
                              "and how often, flagged submissions, a chart")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="notebooks graded at once (default: the number of CPUs)")
+    parser.add_argument("--memory", type=float, default=sandbox.DEFAULT_MEMORY_GIB,
+                        metavar="GIB", help="memory cap of one notebook's sandbox (default "
+                                            f"{sandbox.DEFAULT_MEMORY_GIB:g} GiB)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run the notebooks' code without a sandbox, with your permissions: "
+                             "only for work you trust (the report says so)")
     return parser
+
+
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM or SIGINT: end every sandbox now, let the workers clean up, exit."""
+    RUNNING.end_all()
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,6 +465,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cbam-course grade: --summary must end in .md or .html, got {args.summary}",
               file=sys.stderr)
         return 2
+    if not args.memory > 0:
+        print(f"cbam-course grade: --memory must be a positive number of GiB, got {args.memory}",
+              file=sys.stderr)
+        return 2
+    if not args.no_sandbox and (why := sandbox.available()) is not None:
+        print(f"cbam-course grade: no sandbox can be made here: {why}. A submission is code "
+              "that would run with your permissions; grade only work you trust with "
+              "--no-sandbox", file=sys.stderr)
+        return 2
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         print(f"cbam-course grade: no such file or folder: {', '.join(missing)}", file=sys.stderr)
@@ -387,9 +483,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cbam-course grade: no notebooks (*.ipynb) in {', '.join(args.paths)}",
               file=sys.stderr)
         return 2
-    reports = grade_many(submissions, jobs=args.jobs, lesson=args.lesson,
-                         solutions=args.solutions, cell_timeout=args.timeout,
-                         total_timeout=args.total_timeout)
+    # Told to stop, the grader ends its sandboxes before it exits (from the main thread only,
+    # where Python lets a program handle signals).
+    before = ({signum: signal.signal(signum, _stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+              if threading.current_thread() is threading.main_thread() else {})
+    try:
+        reports = grade_many(submissions, jobs=args.jobs, lesson=args.lesson,
+                             solutions=args.solutions, cell_timeout=args.timeout,
+                             total_timeout=args.total_timeout,
+                             limits=sandbox.Limits(memory_gib=args.memory),
+                             trusted=args.no_sandbox)
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
     book = gradebook(reports)  # the numbers of the gradebook and of the summary, once
     if args.gradebook:
         write_gradebook(book, Path(args.gradebook))

@@ -156,6 +156,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                      "of": len(replay)})
 
 
+# Characters of one output kept: a cell that prints a flood is recorded cut, with a note.
+OUTPUT_LIMIT = 100_000
+
+
+def _cut(text: object) -> str:
+    text = "".join(text) if isinstance(text, list) else str(text)
+    if len(text) <= OUTPUT_LIMIT:
+        return text
+    return text[:OUTPUT_LIMIT] + f"\n… {len(text) - OUTPUT_LIMIT} more characters cut\n"
+
+
 def _outputs(item: object) -> list[dict]:
     """The outputs the cell produced in this run, as plain text."""
     found = []
@@ -163,10 +174,10 @@ def _outputs(item: object) -> list[dict]:
         kind = output.get("output_type")
         if kind == "stream":
             found.append({"type": "stream", "name": output.get("name"),
-                          "text": output.get("text", "")})
+                          "text": _cut(output.get("text", ""))})
         elif kind in ("execute_result", "display_data"):
             data = output.get("data", {})
-            found.append({"type": kind, "text": data.get("text/plain", "")})
+            found.append({"type": kind, "text": _cut(data.get("text/plain", ""))})
         elif kind == "error":
             found.append({"type": "error", "ename": output.get("ename", ""),
                           "evalue": output.get("evalue", "")})

@@ -37,6 +37,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    sandbox: str | None = None  # how its code was confined; None: it was not
+    cpu_seconds: float | None = None  # CPU time of the notebook's run, where a cgroup counted it
 
     @property
     def score(self) -> int:
@@ -78,6 +80,8 @@ class Report:
             hint = f"  {result.hint}" if result.hint and not result.passed else ""
             lines.append(f"  {mark}  {result.name:<{width}}{hint}".rstrip())
         lines.append(f"  score {self.score}/{self.out_of}")
+        if self.sandbox:
+            lines.append(f"  sandbox: {self.sandbox}")
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
