@@ -233,12 +233,13 @@ class Sandbox:
     def wrap(self, argv: list[str]) -> list[str]:
         shown = _outside_usr([*_python_roots(), *(p.resolve() for p in self.read_only
                                                   if p.exists())])
-        bwrap = ["bwrap", *_isolation(), *_system_binds()]
+        # The private /tmp first: what is shown may live below /tmp (a virtualenv, a checkout).
+        bwrap = ["bwrap", *_isolation(), *_system_binds(), "--tmpfs", "/tmp"]
         for path in shown:
             bwrap += ["--ro-bind", str(path), str(path)]
         scratch = str(self.scratch.resolve())
-        bwrap += ["--tmpfs", "/tmp", "--bind", scratch, scratch, "--dev", "/dev",
-                  "--proc", "/proc", "--chdir", scratch, "--clearenv"]
+        bwrap += ["--bind", scratch, scratch, "--dev", "/dev", "--proc", "/proc",
+                  "--chdir", scratch, "--clearenv"]
         for key, value in {**self.env, "HOME": scratch, "TMPDIR": "/tmp"}.items():
             bwrap += ["--setenv", key, value]
         bwrap += ["--", *argv]
