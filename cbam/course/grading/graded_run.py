@@ -51,8 +51,9 @@ _PASSED_ON = ("LANG", "LC_ALL", "CBAM_MODE", "CBAM_CPU_KERNEL", "CUDA_VISIBLE_DE
 
 @dataclass(frozen=True)
 class CellRole:
-    """What a code cell of the graded copy is: ``kind`` is prologue, exercise, check, guard or
-    other; ``exercise`` the exercise it belongs to; ``number`` its cell number in the reference."""
+    """What a code cell of the graded copy is: ``kind`` is prologue, exercise, check, guard,
+    probe, added (a cell the learner added) or other; ``exercise`` the exercise it belongs to (or
+    follows); ``number`` its cell number in the reference."""
 
     kind: str
     exercise: str | None = None
@@ -101,7 +102,8 @@ class RunOutcome:
 
 
 def build_graded_copy(
-    reference: Reference, sources: dict[str, str | None], probed: frozenset[str] = frozenset()
+    reference: Reference, sources: dict[str, str | None], probed: frozenset[str] = frozenset(),
+    added: dict[str | None, list[str]] | None = None,
 ) -> tuple[dict, list[CellRole]]:
     """The reference notebook with the learner's exercise sources; the role of each code cell.
 
@@ -109,8 +111,12 @@ def build_graded_copy(
     submission, or suspicious): its cell then defines nothing, as if the learner had deleted it.
     After the last check cell of each exercise in ``probed`` comes a probe cell: it hands the
     learner's objects inputs drawn from the grader's fresh seed and writes what they compute to
-    the scratch folder, for the grader to judge in its own process (``probes``).
+    the scratch folder, for the grader to judge in its own process (``probes``). ``added`` holds
+    the sources of the cells the learner added, by the exercise they follow (None: before the
+    first): each runs right after that exercise's cell, as it ran for the learner.
     """
+    added = added or {}
+    before_first = True
     content = copy.deepcopy(reference.notebook.content)
     last_check = {}
     for cell in reference.notebook.cells:
@@ -126,6 +132,11 @@ def build_graded_copy(
         if not cell.is_code:
             continue
         if cell.exercise:
+            if before_first:  # the learner's cells from before the first exercise
+                before_first = False
+                exercise_cell = cells.pop()
+                _add_learner_cells(cells, roles, added.get(None, []), None)
+                cells.append(exercise_cell)
             source = sources.get(cell.exercise)
             raw["source"] = source if source is not None else (
                 f"# exercise {cell.exercise!r}: not run (missing or suspicious)\n")
@@ -133,6 +144,7 @@ def build_graded_copy(
             tags = [t for t in cell.tags if t not in ("nbval-check-output", "nbval-skip")]
             raw.setdefault("metadata", {})["tags"] = [*tags, "nbval-ignore-output"]
             roles.append(CellRole("exercise", cell.exercise, cell.number))
+            _add_learner_cells(cells, roles, added.get(cell.exercise, []), cell.exercise)
         elif cell.check:
             roles.append(CellRole("check", cell.check, cell.number, cell.first_line()))
             cells.append(_quiet_cell(f"{guard}.report()\n"))
@@ -149,6 +161,16 @@ def build_graded_copy(
             roles.append(CellRole("other", None, cell.number, cell.first_line()))
     content["cells"] = cells
     return content, roles
+
+
+def _add_learner_cells(cells: list[dict], roles: list[CellRole], sources: list[str],
+                       after: str | None) -> None:
+    for source in sources:
+        cell = _quiet_cell(source)
+        cell["metadata"]["tags"] = ["nbval-ignore-output"]  # run for what it defines only
+        cells.append(cell)
+        first = next((line for line in source.splitlines() if line.strip()), "")[:60]
+        roles.append(CellRole("added", after, None, first))
 
 
 def _quiet_cell(source: str) -> dict:

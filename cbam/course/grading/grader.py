@@ -23,12 +23,14 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from cbam.checks.own_work import WRITE_IT_YOURSELF
 from cbam.course.grading import probes, sandbox, scratch
 from cbam.course.grading.class_report import SUFFIXES as SUMMARY_SUFFIXES
 from cbam.course.grading.class_report import write_summary
+from cbam.course.grading.feedback import write_feedback
 from cbam.course.grading.gradebook import gradebook, write_gradebook
 from cbam.course.grading.graded_run import (
     RUNNING,
@@ -63,19 +65,16 @@ MAX_LINES, MAX_LINE, MAX_HINT = 40, 400, 600  # what a report keeps of a check's
 # --- which lesson -----------------------------------------------------------------------------
 
 
-def _exercise_names(notebook: Notebook) -> set[str]:
-    return {c.exercise or c.id for c in notebook.cells if c.exercise or c.id}
-
-
 def _infer_lesson(submission: Notebook, folder: Path) -> str | None:
     """The one lesson whose exercise names the submission's cells carry, if there is one."""
-    names = _exercise_names(submission)
     overlaps = {}
     for lesson, path in references_in(folder).items():
         try:
-            overlaps[lesson] = len(names & set(load_reference(path).exercises))
+            reference = load_reference(path)
         except ReferenceProblem:
             continue
+        # By name where the cells kept their ids or metadata, else by what they define.
+        overlaps[lesson] = len(match_exercises(submission, reference).sources)
     best = max(overlaps.values(), default=0)
     winners = [lesson for lesson, n in overlaps.items() if n == best]
     return winners[0] if best > 0 and len(winners) == 1 else None
@@ -212,6 +211,8 @@ def _other_cell_notes(roles: list[CellRole], run: RunOutcome, results: dict) -> 
     notes = []
     failed = []
     for role, cell in zip(roles, run.cells, strict=True):
+        if role.kind == "added" and cell.error:
+            notes.append(f"a cell the learner added (`{role.summary}`) raised {cell.error}")
         if role.kind == "other" and cell.outcome == "failed":
             why = cell.error and f"raised {cell.error}" or "output differs"
             if cell.timed_out:
@@ -264,7 +265,7 @@ def grade_submission(
     ``trusted=True`` runs it without one, and the report says so.
     """
     started = time.perf_counter()
-    report = Report(submission=name or str(path))
+    report = Report(submission=name or str(path), student=student_of(name or str(path)))
     if RUNNING.stopping:
         report.error = "the grader was told to stop before this notebook was graded"
         return report
@@ -316,6 +317,50 @@ def grade_submission(
     return report
 
 
+@dataclass
+class _Grading:
+    """What one submission's runs share: the reference, the options, the learner's cells."""
+
+    reference: Reference
+    folder: Path
+    cell_timeout: float
+    total_timeout: float
+    threads: int | None
+    limits: sandbox.Limits | None
+    added: dict[str | None, list[str]]
+    probed: frozenset[str]
+
+
+def _run(grading: _Grading, sources: dict[str, str | None]) -> tuple[RunOutcome, list, int]:
+    """One sandboxed nbval run of the graded copy holding ``sources``: (run, roles, seed)."""
+    content, roles = build_graded_copy(grading.reference, sources, grading.probed,
+                                       grading.added)
+    seed = secrets.randbits(62)  # the probes' inputs: drawn now, known to no one before
+    workdir = scratch.make()
+    try:
+        run = run_graded_copy(content, roles, grading.reference.path.parent, workdir,
+                              cell_timeout=grading.cell_timeout,
+                              total_timeout=grading.total_timeout,
+                              sanitize=_sanitize_file(grading.folder), threads=grading.threads,
+                              limits=grading.limits, probe_seed=seed)
+    finally:
+        scratch.remove(workdir)
+    return run, roles, seed
+
+
+def _judged(grading: _Grading, name: str, source: str, run: RunOutcome, roles: list,
+            seed: int) -> ExerciseResult:
+    parts: dict[str, list[CellResult]] = {"exercise": [], "check": [], "guard": []}
+    for role, cell in zip(roles, run.cells, strict=True):
+        if role.exercise == name and role.kind in parts:
+            parts[role.kind].append(cell)
+    lesson = grading.reference.lesson
+    judgement = (probes.judge(lesson, name, seed, run.probes.get(name))
+                 if name in grading.probed else None)
+    return _verdict(name, source, parts, run, grading.cell_timeout,
+                    run.cells[0].outcome == PASSED, judgement)
+
+
 def _grade(report: Report, reference: Reference, matched: Matched, folder: Path,
            cell_timeout: float, total_timeout: float, threads: int | None,
            limits: sandbox.Limits | None) -> None:
@@ -328,24 +373,23 @@ def _grade(report: Report, reference: Reference, matched: Matched, folder: Path,
     # Suspicious code is not run: it could change what the other exercises' checks print.
     sources = {name: (None if name in flagged else source)
                for name, source in matched.sources.items()}
-    probed = probes.probed(reference.lesson) & set(reference.exercises)
-    content, roles = build_graded_copy(reference, sources, probed)
-    seed = secrets.randbits(62)  # the probes' inputs: drawn now, known to no one before
-    workdir = scratch.make()
-    try:
-        run = run_graded_copy(content, roles, reference.path.parent, workdir,
-                              cell_timeout=cell_timeout, total_timeout=total_timeout,
-                              sanitize=_sanitize_file(folder), threads=threads, limits=limits,
-                              probe_seed=seed)
-    finally:
-        scratch.remove(workdir)
+    added: dict[str | None, list[str]] = {}
+    for after, cells in matched.added.items():
+        for cell in cells:
+            if reasons := suspicious(cell.source, check_functions):
+                report.notes.append(f"cell {cell.number}, which the learner added, was not run: "
+                                    + "; ".join(reasons))
+            else:
+                added.setdefault(after, []).append(cell.source)
+    grading = _Grading(reference, folder, cell_timeout, total_timeout, threads, limits, added,
+                       probes.probed(reference.lesson) & set(reference.exercises))
+    run, roles, seed = _run(grading, sources)
     report.sandbox = run.sandbox
     report.cpu_seconds = run.cpu_seconds
     if run.out_of_memory:
         report.notes.append(f"the notebook's code went past the memory cap of "
                             f"{limits.memory_gib:g} GiB, and the process that did was stopped")
-    guard_works = run.cells[0].outcome == PASSED
-    if not guard_works:
+    if run.cells[0].outcome != PASSED:
         report.warnings.append("the grader's prologue failed, so tampering at run time was not "
                                f"watched for ({run.cells[0].error or run.cells[0].outcome})")
     if all(c.outcome == "not run" for c in run.cells) and not run.overall_timeout:
@@ -363,18 +407,55 @@ def _grade(report: Report, reference: Reference, matched: Matched, folder: Path,
         elif not reference.check_cells.get(name):
             report.notes.append(f"exercise {name!r} has no check cell in the reference; it is "
                                 "not graded")
-            continue
         else:
-            parts: dict[str, list[CellResult]] = {"exercise": [], "check": [], "guard": []}
-            for role, cell in zip(roles, run.cells, strict=True):
-                if role.exercise == name and role.kind in parts:
-                    parts[role.kind].append(cell)
-            judgement = (probes.judge(reference.lesson, name, seed, run.probes.get(name))
-                         if name in probed else None)
-            results[name] = _verdict(name, matched.sources[name], parts, run, cell_timeout,
-                                     guard_works, judgement)
+            results[name] = _judged(grading, name, matched.sources[name], run, roles, seed)
+    _judge_on_their_own(grading, sources, results, report)
+    for name, result in results.items():
+        result.points = _points(reference, name)
     report.exercises = list(results.values())
     report.notes += _other_cell_notes(roles, run, results)
+
+
+def _points(reference: Reference, name: str) -> float:
+    """What an exercise is worth: its cell's ``points`` metadata in the reference, else 1."""
+    value = reference.exercise_cells[name].metadata.get("points", 1)
+    return float(value) if isinstance(value, (int, float)) and value >= 0 else 1.0
+
+
+# Failures that another exercise's answer cannot have caused.
+_OWN_FAULT = ("missing", "suspicious", REFUSED, "timed out", "not run")
+
+
+def _judge_on_their_own(grading: _Grading, sources: dict[str, str | None], results: dict,
+                        report: Report) -> None:
+    """Grade again each failed exercise that follows a failed one, with the reference's answers
+    to the earlier failed exercises in place of the learner's: an exercise is judged on its own,
+    not failed by an earlier wrong answer it builds on (lesson 01's module calls the learner's
+    descriptors). One more run per set of earlier failures, only for notebooks that have them."""
+    order = grading.reference.exercises
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for index, name in enumerate(order):
+        if (name not in results or results[name].passed or results[name].status in _OWN_FAULT
+                or _is_stub(sources.get(name) or "", name)):
+            continue
+        earlier = tuple(e for e in order[:index] if e in results and not results[e].passed)
+        if earlier:
+            groups.setdefault(earlier, []).append(name)
+    for earlier, names in groups.items():
+        alone = dict(sources)
+        for exercise in earlier:
+            alone[exercise] = grading.reference.exercise_cells[exercise].source
+        run, roles, seed = _run(grading, alone)
+        given = ", ".join(earlier)
+        for name in names:
+            before = results[name]
+            after = _judged(grading, name, sources[name] or "", run, roles, seed)
+            if after.passed:
+                after.hint = (f"passes on its own: graded with the reference's {given} in place "
+                              f"of yours, since with yours it failed ({before.hint})")
+                report.notes.append(f"{name!r} was graded with the reference's {given}: with "
+                                    f"the learner's own it failed, so {given} is what to fix")
+            results[name] = after
 
 
 # --- several submissions ----------------------------------------------------------------------
@@ -391,6 +472,16 @@ def find_submissions(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
         else:
             found.append((given, str(given)))
     return found
+
+
+def student_of(name: str) -> str:
+    """The student a submission belongs to: the folder that holds it when the notebook keeps
+    its lesson's file name (``s017/01_channel_attention.ipynb`` -> ``s017``), else the
+    notebook's own name (``alice.ipynb`` -> ``alice``)."""
+    path = Path(name)
+    if re.match(r"\d\d_", path.stem) and len(path.parts) > 1:
+        return path.parent.name
+    return path.stem
 
 
 def grade_many(
@@ -434,6 +525,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary", metavar="OUT.md|OUT.html",
                         help="write a class report: pass rates, the mistakes the checks named "
                              "and how often, flagged submissions, a chart")
+    parser.add_argument("--feedback", metavar="DIR",
+                        help="write a page a learner can read for each notebook (HTML), under "
+                             "DIR at the notebook's own path")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="notebooks graded at once (default: the number of CPUs)")
     parser.add_argument("--memory", type=float, default=sandbox.DEFAULT_MEMORY_GIB,
@@ -501,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         write_gradebook(book, Path(args.gradebook))
     if args.summary:
         write_summary(book, Path(args.summary))
+    if args.feedback:
+        write_feedback(reports, Path(args.feedback))
     single = len(reports) == 1 and not Path(args.paths[0]).is_dir()
     if args.json:
         data = reports[0].to_dict() if single else [r.to_dict() for r in reports]
@@ -516,4 +612,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gradebook written to {args.gradebook}")
         if args.summary:
             print(f"class report written to {args.summary}")
+        if args.feedback:
+            print(f"feedback written to {args.feedback}/, one page per notebook")
     return max(r.exit_code for r in reports)

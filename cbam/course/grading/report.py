@@ -20,15 +20,21 @@ class ExerciseResult:
     status: str
     hint: str = ""
     lines: list[str] = field(default_factory=list)
+    points: float = 1.0  # what the exercise is worth (the lesson's metadata, default 1)
 
     @property
     def passed(self) -> bool:
         return self.status == PASSED
 
+    @property
+    def earned(self) -> float:
+        return self.points if self.passed else 0.0
+
 
 @dataclass
 class Report:
     submission: str
+    student: str = ""  # the submission's folder (or file) name: a gradebook row
     lesson: str | None = None
     slug: str | None = None
     reference: str | None = None
@@ -43,6 +49,14 @@ class Report:
     @property
     def score(self) -> int:
         return sum(e.passed for e in self.exercises)
+
+    @property
+    def points(self) -> float:
+        return sum(e.earned for e in self.exercises)
+
+    @property
+    def points_possible(self) -> float:
+        return sum(e.points for e in self.exercises)
 
     @property
     def out_of(self) -> int:
@@ -65,7 +79,8 @@ class Report:
         data = asdict(self)
         for result in data["exercises"]:
             result["passed"] = result["status"] == PASSED
-        data.update(score=self.score, out_of=self.out_of, exit_code=self.exit_code,
+        data.update(score=self.score, out_of=self.out_of, points=self.points,
+                    points_possible=self.points_possible, exit_code=self.exit_code,
                     seconds=round(self.seconds, 2))
         return data
 

@@ -84,6 +84,9 @@ def _check_cell_notes(submission: Notebook, reference: Reference) -> list[str]:
             mine = by_id.get(cell.id) if cell.id else None
             if mine is None and position < len(theirs):
                 mine = theirs[position]
+            if mine is None and any(_same_code(c.source, cell.source)
+                                    for c in submission.code_cells):
+                continue  # there, unchanged, but without its id and metadata
             if mine is None:
                 notes.append(f"the check cell of {name!r} is missing from the submission; the "
                              "reference's check cell was run (check cells are never taken from "
@@ -146,6 +149,6 @@ def match_exercises(submission: Notebook, reference: Reference) -> Matched:
     if added:
         numbers = ", ".join(str(c.number) for c in added[:8]) + (", …" if len(added) > 8 else "")
         matched.notes.append(f"{len(added)} code cell(s) not in the lesson, added or edited "
-                             f"(cell {numbers}), were run after the exercise cell they follow; "
-                             "they are not graded themselves")
+                             f"(cell {numbers}), were run in their place among the exercise "
+                             "cells; they are not graded themselves")
     return matched
