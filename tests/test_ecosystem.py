@@ -396,3 +396,39 @@ def test_gradgradcheck_above_the_fused_threshold():
 
     coefficients = torch.randn(3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(on_the_plane, (coefficients,))
+
+
+# --- torch.compile: the shifted-sum convolution only where autograd records nothing -------------
+
+
+def compiled_graph_sizes(module: nn.Module, x: torch.Tensor, grad: bool) -> tuple[list, object]:
+    """The number of nodes of each graph Dynamo hands its backend, and the output."""
+    sizes = []
+
+    def backend(graph_module, example_inputs):
+        sizes.append(len(graph_module.graph.nodes))
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend=backend, fullgraph=True)
+    with torch.set_grad_enabled(grad):
+        out = compiled(x)
+    return sizes, out
+
+
+def test_compiled_inference_sums_shifted_maps_and_training_keeps_the_convolution():
+    """Inductor fuses the shifted sums into one loop in inference; in a training graph their
+    backward made the cold compile several times longer than SE's, so the convolution stays."""
+    block = CBAM(16, fused=False)  # the plain code: the C kernel would hide the convolution
+    x = torch.randn(2, 16, 8, 8)
+    inference, _ = compiled_graph_sizes(block, x, grad=False)
+    training, out = compiled_graph_sizes(block, x.requires_grad_(), grad=True)
+    assert inference[0] > 200 and training[0] < 60, (inference, training)
+    out.square().sum().backward()
+    compiled_grads = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+    x.grad = None
+    block.zero_grad()
+    block(x).square().sum().backward()
+    eager_grads = [x.grad] + [p.grad for p in block.parameters()]
+    for compiled_grad, eager_grad in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(compiled_grad, eager_grad)
