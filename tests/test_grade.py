@@ -343,7 +343,7 @@ def test_right_implementations_in_other_ways_pass(course, name):
     lesson, _ = RIGHT[name]
     _needs(lesson)
     report = _report(course, f"right/{name}.ipynb")
-    assert report["score"] == report["out_of"] > 0, report["exercises"]
+    assert report["score"] == report["out_of"] > 0, (report["error"], report["exercises"])
 
 
 def test_the_gradebook_has_a_row_per_submission_and_a_column_per_exercise(course):

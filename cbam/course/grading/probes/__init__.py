@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -89,6 +90,7 @@ class Judgement:
 
 
 _rule: list[OwnWork | None] = [None]  # the refusal in force while a probe observes
+_JUDGING = threading.Lock()
 
 
 def built(product: object, what: str) -> object:
@@ -199,7 +201,11 @@ def judge(lesson: str, exercise: str, seed: int, raw: bytes | None) -> Judgement
     if "error" in record:
         return Judgement(False, f"on the grader's own inputs: {str(record['error'])[:300]}")
     probe = _registry()[lesson, exercise]
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+    # One judge at a time: the grader grades several notebooks in threads, and what the
+    # references compute with is process-wide (torch's random state, the warning filters, and
+    # the module hooks FlopCounterMode installs while Table 4 is counted, which would reach into
+    # another thread's autograd.grad).
+    with _JUDGING, torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = probe.cases(Draw(seed, exercise))
         expected = [encode(probe.expect(case)) for case in cases]
