@@ -287,8 +287,15 @@ def _processes_with(marker: str) -> list[str]:
     return found
 
 
-def _scratch_folders() -> set[str]:
-    return {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("cbam-grade-*")}
+def _scratch_folders(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("cbam-grade-*")}
+
+
+def _grader_environment(temporary: Path) -> dict[str, str]:
+    """The grader's environment with a temporary folder of its own: what it leaves there is its
+    own, whatever else runs on the machine."""
+    temporary.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "TMPDIR": str(temporary)}
 
 
 class _Listener:
@@ -343,10 +350,11 @@ def hostile_class(tmp_path_factory):
         watched = {"package": (PACKAGE, _digest(PACKAGE)),
                    "solutions": (REFERENCE.parent, _digest(REFERENCE.parent)),
                    "class": (class_dir, _digest(class_dir))}
-        scratch_before = _scratch_folders()
+        temporary = root / "tmp"
         run = subprocess.run([*GRADE, str(class_dir), "--jobs", "2", "--timeout", "90",
                               "--gradebook", str(gradebook), "--json"],
-                             capture_output=True, text=True, timeout=1500, check=False)
+                             capture_output=True, text=True, timeout=1500, check=False,
+                             env=_grader_environment(temporary))
         book = gradebook.read_bytes() if gradebook.exists() else b""
         time.sleep(3)  # what a process left behind would do now, after the grader exited
     finally:
@@ -358,7 +366,7 @@ def hostile_class(tmp_path_factory):
                     for what, (folder, before) in watched.items()},
         "gradebook": (book, gradebook.read_bytes() if gradebook.exists() else b""),
         "left running": _processes_with("sleep 317"),
-        "scratch left": _scratch_folders() - scratch_before,
+        "scratch left": _scratch_folders(temporary),
         "connections": listener.connections,
     }
 
@@ -451,9 +459,10 @@ def test_a_grader_told_to_stop_leaves_nothing_behind(tmp_path):
         folder.mkdir()
         (folder / "01_channel_attention.ipynb").write_text(
             json.dumps(_notebook({**right, "channel-descriptors": stuck})), encoding="utf-8")
-    scratch_before = _scratch_folders()
+    temporary = tmp_path.parent / f"{tmp_path.name}-tmp"
     grader = subprocess.Popen([*GRADE, str(tmp_path), "--jobs", "2", "--timeout", "600"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=_grader_environment(temporary))
     deadline = time.monotonic() + 120
     while not _processes_with("sleep 318") and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -462,7 +471,7 @@ def test_a_grader_told_to_stop_leaves_nothing_behind(tmp_path):
     assert grader.wait(timeout=60) == 128 + signal.SIGTERM
     time.sleep(1)
     assert _processes_with("sleep 318") == []
-    assert _scratch_folders() - scratch_before == set()
+    assert _scratch_folders(temporary) == set()
 
 
 def test_without_a_sandbox_the_grader_refuses_unless_told(tmp_path):
