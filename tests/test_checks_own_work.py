@@ -327,3 +327,29 @@ def test_a_call_from_learner_code_is_a_shortcut():
 def test_unrelated_code_runs_unwatched():
     with watching(OwnWork("CBAM", (cbam.CBAM,))):
         F.relu(cbam.ChannelAttention(8)(torch.randn(1, 8, 4, 4)))
+
+
+def test_the_library_compiled_again_is_refused_and_a_look_alike_is_not():
+    import pathlib
+    import runpy
+
+    from cbam.checks.channel import OWN_MODULE
+    from cbam.checks.own_work import Shortcut, expect_not_the_library
+
+    library = pathlib.Path(cbam.__file__).parent / "attention.py"
+    again = runpy.run_path(str(library))["ChannelAttention"]
+    with pytest.raises(Shortcut, match="its code is the library's"):
+        expect_not_the_library(again, OWN_MODULE)
+    executed: dict = {"__name__": "copied"}
+    exec(compile(library.read_text(), "<string>", "exec"), executed)
+    with pytest.raises(Shortcut, match="write it yourself"):
+        expect_not_the_library(executed["ChannelAttention"], OWN_MODULE)
+    # The library's forward, written in a cell at the very line where the library has it: the
+    # same code, yet the learner's own.
+    line = cbam.ChannelAttention.forward.__code__.co_firstlineno
+    cell = ("\n" * (line - 2) + "class ChannelAttention(nn.Module):\n"
+            "    def forward(self, x):\n        return x * self.attention(x)\n")
+    written: dict = {"nn": torch.nn}
+    exec(compile(cell, "/tmp/ipykernel_1/cell.py", "exec"), written)
+    assert (written["ChannelAttention"].forward.__code__.co_firstlineno == line)
+    expect_not_the_library(written["ChannelAttention"], OWN_MODULE)

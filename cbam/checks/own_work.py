@@ -91,8 +91,19 @@ class OwnWork:
                            {_fingerprint(code): name for code, name in codes.items()})
 
     def copy_of(self, code: types.CodeType) -> str | None:
-        """The library function ``code`` is, or is a compiled-again copy of; None if neither."""
-        return self.codes.get(code) or self.fingerprints.get(_fingerprint(code))
+        """The library function ``code`` is, or is a compiled-again copy of; None if neither.
+
+        A copy is the same code at the same line of the same file: ``runpy`` keeps cbam's file
+        name, ``exec`` of its text names it ``<string>``. A method written in a notebook cell or
+        a test file that happens to read like the library's (``return x * self.attention(x)``)
+        is not a copy, whatever its line."""
+        if code in self.codes:
+            return self.codes[code]
+        found = self.fingerprints.get(_fingerprint(code))
+        if found is None:
+            return None
+        filename = code.co_filename
+        return found if filename.startswith("<") or filename.startswith(_CBAM_DIR) else None
 
 
 def _fingerprint(code: types.CodeType) -> tuple:
