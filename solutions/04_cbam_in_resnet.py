@@ -479,6 +479,56 @@ print(f"those three convolutions: +{extra:,} MACs, the whole difference:",
 # they describe two different networks.
 
 # %% [markdown]
+# ## Adding CBAM to a network you have already trained
+#
+# The block's place is settled; what of a network that was trained without attention? A fresh
+# CBAM multiplies every feature map by two gates in (0, 1), so dropped into a trained network it
+# changes what every later layer receives. `cbam.insertion.insert_attention` puts it into every
+# residual block as $x + b\,(\mathrm{CBAM}(x) - x)$, with $b$ a learned scalar that starts at 0:
+# at the moment of insertion the network computes exactly what it did, and fine-tuning moves $b$
+# as far as attention helps. One of the course's stored networks (lesson 05 trains them), a
+# plain one, both ways, on 500 validation images (whole percents: another processor may round an
+# image or two the other way):
+
+# %%
+import copy
+
+from cbam import experiments
+from cbam.experiments.runner import datasets
+from cbam.insertion import insert_attention
+
+experiment, quick = experiments.get_experiment("attention"), experiments.QUICK
+_, val_set, _, num_classes = datasets(quick)
+trained = experiments.build_model(experiment, "baseline", 0, quick, num_classes)
+trained.load_state_dict(experiments.load_model_state("attention", "baseline", 0))
+trained.eval()
+images, labels = val_set.images[:500], val_set.labels[:500]
+
+
+def accuracy(model):
+    with torch.no_grad():
+        return (model(images).argmax(dim=1) == labels).float().mean().item()
+
+
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    as_is = insert_attention(copy.deepcopy(trained), "cbam", initial=1.0)  # CBAM(x) itself
+    preserved = insert_attention(copy.deepcopy(trained), "cbam")  # x + 0 * (CBAM(x) - x)
+with torch.no_grad():
+    same = torch.equal(preserved(images), trained(images))
+print(f"trained network:          {accuracy(trained):.0%}")
+print(f"CBAM inserted as it is:   {accuracy(as_is):.0%}")
+print(f"CBAM inserted at b = 0:   {accuracy(preserved):.0%}, the same logits: {same}")
+
+# %% [markdown]
+# Inserted as it is, the network has lost what it learned; inserted at $b = 0$ it has lost
+# nothing, and a few epochs of fine-tuning (`cbam.train.fit` at a small learning rate) decide
+# whether attention earns its place. `python -m cbam.insertion` measures that recipe on the five
+# stored networks, with and without CBAM from the same weights on the same batches; the README's
+# section on trained networks gives what it found, and the course's experiments in lesson 05 say
+# how to read such a difference.
+
+# %% [markdown]
 # ## The error rates cannot be counted
 #
 # The last two columns of Table 4 are top-1 and top-5 error on the ImageNet-1K validation set
