@@ -7,9 +7,9 @@ step; a softmax before the cross-entropy changes the loss and every step.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from cbam.checks.training import _reference_step
 from cbam.course.grading.probes import Draw, Probe
 
 
@@ -45,14 +45,6 @@ def _steps(step, case: dict) -> dict:
         losses.append(loss if isinstance(loss, float) else {"type": type(loss).__name__})
         after.append([p.detach().clone() for p in model.parameters()])
     return {"losses": losses, "parameters after each step": after}
-
-
-def _reference_step(model, images, labels, optimizer) -> float:
-    optimizer.zero_grad()
-    loss = F.cross_entropy(model(images), labels)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
 
 
 LESSON = "05"
