@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import subprocess
 import sys
 
@@ -309,8 +310,14 @@ def check_reproduced(stored: dict, run: dict) -> None:
             "the stored runs no longer come out of the code that trains: re-make them "
             "(`make experiments`) in the same commit as the change"
         )
-    else:
-        assert abs(run["final_val_acc"] - expected["final_val_acc"]) <= 0.01
+        return
+    # Elsewhere (another processor's kernels round differently) the same seed is another draw
+    # of rounding noise, which training amplifies epoch by epoch: the first epoch must agree
+    # closely, the last within the spread the stored seeds show for this variant.
+    assert abs(run["val_acc"][0] - expected["val_acc"][0]) <= 0.01
+    finals = [r["final_val_acc"] for r in stored["runs"] if r["variant"] == run["variant"]]
+    spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+    assert abs(run["final_val_acc"] - expected["final_val_acc"]) <= max(0.01, 3 * spread)
 
 
 # One re-run of each stored experiment, about a minute each; the first one through the command.

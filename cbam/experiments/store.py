@@ -106,6 +106,9 @@ def provenance(command: list[str], device: torch.device, threads: int) -> dict:
         "platform": platform.platform(),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "cpu": cpu_name(),
+        # The kernels torch picked for this processor (AVX2, AVX512, ...): one model name can
+        # cover processors whose float rounding differs.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": threads,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seconds": 0.0,
@@ -113,12 +116,14 @@ def provenance(command: list[str], device: torch.device, threads: int) -> dict:
 
 
 def same_machine(result: dict) -> bool:
-    """Whether this process runs where ``result`` was made: same CPU, torch and Python, so a
-    re-run on the CPU with one thread must give the same numbers to the bit."""
+    """Whether this process runs where ``result`` was made: same CPU and the same kernels picked
+    for it, same torch and Python, so a re-run on the CPU with one thread must give the same
+    numbers to the bit. A result that does not say which kernels were picked is not known to."""
     made = result["provenance"]
     return (
         made.get("device") == "cpu"
         and made.get("cpu") == cpu_name()
+        and made.get("cpu_capability") == torch.backends.cpu.get_cpu_capability()
         and made.get("torch") == torch.__version__
         and made.get("python") == platform.python_version()
     )
