@@ -3,12 +3,14 @@
 nbval compares a run with the outputs stored in the notebook it runs. So the grader runs a
 *copy of the executed reference*, with only the exercise cells' sources replaced by the
 learner's: every check cell, and the output it must reproduce, comes from the reference. The
-copy also gets a prologue that snapshots what the checks rely on and a guard cell after each
-check cell (see ``kernel_guard``).
+copy also gets a prologue that snapshots what the checks rely on, a guard cell after each
+check cell (see ``kernel_guard``) and a probe cell after each exercise's checks (``probes``).
 
-nbval runs in its own process (``python -m pytest --nbval``), in a temporary folder that also
-offers the reference folder's other files, with a per-cell timeout and an overall one. Its JUnit
-XML gives each cell's verdict, the ``nbval_capture`` plugin each cell's printed lines.
+nbval runs in its own process (``python -m pytest --nbval``), in the submission's scratch folder
+(with copies of the reference folder's other files) and, unless the grader was told otherwise,
+in a sandbox (``sandbox``), with a per-cell timeout and an overall one. Its JUnit XML gives each
+cell's verdict, the ``nbval_capture`` plugin each cell's printed lines, the probe cells what the
+learner's code computed: all read back as untrusted input (``scratch``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import cbam
 from cbam.course.grading import scratch
+from cbam.course.grading.probes import PREFIX as PROBE_PREFIX
 from cbam.course.grading.references import Reference
 from cbam.course.grading.sandbox import Cgroup, Limits, Sandbox, cleanup
 from cbam.fast import cpu_kernel
@@ -40,7 +43,6 @@ PLUGIN = "cbam_nbval_capture"  # cbam/course/nbval_capture.py, copied beside the
 # learner's code, so it gets more time than --timeout gives a cell.
 PROLOGUE_TIMEOUT = 300.0
 PROBES = "cbam.course.grading.probes"
-PROBE_PREFIX = "probe-"  # probe-<exercise>.json in the scratch folder
 MESSAGE_LIMIT = 2_000  # characters of one cell's error message kept
 OUTPUT_LIMIT = 20_000  # characters of one cell's outputs kept: a flood is cut, not stored
 # What the kernel may keep of the grader's environment: locale, the course's own switches, and
