@@ -22,6 +22,7 @@ While a probe observes, cbam's own solution of that exercise is refused as in th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -135,10 +136,8 @@ def _observe_cases(probe: Probe, subjects: list, cases: list[Case]) -> list:
     for case in cases:
         try:
             values = probe.observe(*subjects, case)
-        except Shortcut:
-            raise
-        except NotImplementedError:
-            raise
+        except (Shortcut, NotImplementedError):
+            raise  # decided for the whole exercise by observe()
         except Exception as error:  # the learner's code raised: that is what it computed
             values = {"raised": _first_line(error)}
         observed.append(encode(values))
@@ -162,14 +161,11 @@ def observe(lesson: str, exercise: str, namespace: dict) -> None:
             for subject in subjects:
                 expect_not_the_library(subject, probe.own)
         cases = probe.cases(Draw(int(seed), exercise))
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        watched = watching(probe.own) if probe.own is not None else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), watched:
             warnings.simplefilter("ignore")
             torch.manual_seed(int(seed) % 2**63)
-            if probe.own is not None:
-                with watching(probe.own):
-                    record["cases"] = _observe_cases(probe, subjects, cases)
-            else:
-                record["cases"] = _observe_cases(probe, subjects, cases)
+            record["cases"] = _observe_cases(probe, subjects, cases)
     except Shortcut as shortcut:
         record = {"exercise": exercise, "refused": shortcut.hint}
     except NotImplementedError:
