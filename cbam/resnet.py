@@ -26,13 +26,15 @@ import torch
 from torch import nn
 
 from cbam.attention import CBAM, SqueezeExcitation
-from cbam.validation import check_feature_map, check_positive_int
+from cbam.validation import check_choice, check_feature_map, check_positive_int
 
 STRIDE_PLACES = ("1x1", "3x3")
 ATTENTION_NAMES = {"se": SqueezeExcitation, "cbam": CBAM}
 
 AttentionSpec = str | Callable[[int], nn.Module] | None
 Device = torch.device | str | None
+# How CifarResNet turns its last feature map into the classifier's input.
+HEAD_POOLS = ("avg", "max")
 
 
 def make_attention(
@@ -360,6 +362,10 @@ class CifarResNet(nn.Module):
 
     Shortcuts that change shape are a 1x1 convolution with BatchNorm (the paper's option B; its
     CIFAR table used zero-padding, option A, which differs by a few thousand parameters).
+
+    ``head_pool``: how the last feature map becomes the classifier's input, "avg" (He et al.'s
+    global average pooling) or "max" (a control: does a max-pooled head alone give what max
+    pooling in the channel gate gives?).
     """
 
     def __init__(
@@ -369,10 +375,12 @@ class CifarResNet(nn.Module):
         *,
         attention: AttentionSpec = None,
         width: int = 16,
+        head_pool: str = "avg",
         device: Device = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        check_choice("head_pool", head_pool, HEAD_POOLS)
         blocks_per_stage = check_positive_int("blocks_per_stage", blocks_per_stage)
         num_classes = check_positive_int("num_classes", num_classes)
         width = check_positive_int("width", width)
@@ -388,7 +396,8 @@ class CifarResNet(nn.Module):
             )
             self.add_module(f"layer{index}", stage)
             inplanes = planes
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.head_pool = head_pool
+        self.pool = nn.AdaptiveAvgPool2d(1) if head_pool == "avg" else nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes, **factory)
         _init_weights(self)
 
@@ -397,7 +406,7 @@ class CifarResNet(nn.Module):
             check_feature_map(x, 3, type(self).__name__)
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.fc(torch.flatten(self.pool(x), 1))
 
 
 def resnet_cifar(
@@ -406,6 +415,7 @@ def resnet_cifar(
     *,
     attention: AttentionSpec = None,
     width: int = 16,
+    head_pool: str = "avg",
     device: Device = None,
     dtype: torch.dtype | None = None,
 ) -> CifarResNet:
@@ -421,5 +431,11 @@ def resnet_cifar(
             f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}"
         )
     return CifarResNet(
-        (depth - 2) // 6, num_classes, attention=attention, width=width, device=device, dtype=dtype
+        (depth - 2) // 6,
+        num_classes,
+        attention=attention,
+        width=width,
+        head_pool=head_pool,
+        device=device,
+        dtype=dtype,
     )

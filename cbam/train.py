@@ -102,6 +102,29 @@ def evaluate(
 
 
 @torch.no_grad()
+def class_accuracies(
+    model: nn.Module, loader: Iterable, num_classes: int, *, device: str | torch.device | None = None
+) -> list[float]:
+    """The accuracy on each class's images (the fraction of class k's images predicted as k), in
+    eval mode; a class with no image in ``loader`` gets NaN. The model's mode is restored."""
+    num_classes = int(num_classes)
+    device = _model_device(model) if device is None else torch.device(device)
+    right = torch.zeros(num_classes, dtype=torch.long)
+    seen = torch.zeros(num_classes, dtype=torch.long)
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in loader:
+            images, labels = _batch_parts(batch)
+            predicted = model(images.to(device)).argmax(dim=1).cpu()
+            seen += torch.bincount(labels, minlength=num_classes)
+            right += torch.bincount(labels[predicted == labels], minlength=num_classes)
+    finally:
+        model.train(was_training)
+    return [r / s if s else float("nan") for r, s in zip(right.tolist(), seen.tolist())]
+
+
+@torch.no_grad()
 def _evaluation_sums(
     model: nn.Module, loader: Iterable, device: torch.device, amp: bool
 ) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 from cbam.data import data_root, has_cifar10, has_torchvision, make_loaders, synthetic_splits
 from cbam.device import pick_device
 from cbam.experiments import store
-from cbam.experiments.settings import Settings, settings_for
+from cbam.experiments.settings import Settings
 from cbam.experiments.variants import Experiment, Factory, get_experiment
 from cbam.resnet import resnet_cifar
-from cbam.train import evaluate, fit, seed_everything
+from cbam.train import class_accuracies, evaluate, fit, seed_everything
 
 # Attention generators are seeded from this, the run's seed and the module's place in the net.
 _ATTENTION_SEED = 7919
@@ -58,7 +58,13 @@ def build_model(
     """The network of ``variant`` for ``seed``: backbone weights depend on the seed alone."""
     factory = _own_stream(experiment.factory(variant, settings.reduction), seed)
     seed_everything(seed)
-    return resnet_cifar(settings.depth, num_classes, attention=factory, width=settings.width)
+    return resnet_cifar(
+        settings.depth,
+        num_classes,
+        attention=factory,
+        width=settings.width,
+        head_pool=experiment.head_pool(variant),
+    )
 
 
 @lru_cache(maxsize=2)
@@ -137,6 +143,8 @@ def run_one(
         "val_acc": history.val_acc,
         "train_loss": history.train_loss,
         "final_val_acc": history.val_acc[-1],
+        # Which classes the network gets right: where a variant's gain comes from.
+        "final_class_acc": class_accuracies(model, val_loader, num_classes, device=device),
     }
     if test is not None:
         _, test_loader = make_loaders(train, test, settings.batch_size)
@@ -194,7 +202,7 @@ def run_experiment(
     ``keep_models``: the seeds whose trained models are saved beside ``out``.
     """
     experiment = get_experiment(name)
-    settings = settings_for(mode)
+    settings = experiment.settings(mode)
     variants = list(experiment.variants) if variants is None else list(variants)
     for variant in variants:
         experiment.factory(variant, settings.reduction)  # names a known variant, or says which

@@ -12,22 +12,36 @@ pooling        avg, max, avg+max                           which pooling for cha
 spatial        pool-k7, pool-k3, conv1x1-k7, conv1x1-k3    how to reduce channels, which k?
                                                            (Tab. 2)
 arrangement    channel-first, spatial-first, parallel      in which order? (Tab. 3)
+controls       baseline, max-head, spatial, cbam           is the gain the head's? does the
+                                                           spatial module alone help?
+budget         baseline, se, channel, cbam, at twice the   does the ranking hold when the
+               epochs                                      networks train longer?
 =============  ==========================================  =====================================
 
 ``channel`` is CBAM's channel module alone (avg & max pooling); ``se`` is the same module with
 average pooling only, so se -> channel adds max pooling and channel -> cbam adds the spatial
-module, one change each. Every module uses the experiment's reduction ratio.
+module, one change each. ``spatial`` is CBAM's spatial module alone; ``max-head`` is the plain
+network with a global max pooling before its classifier instead of the average. Every module
+uses the experiment's reduction ratio.
+
+**Shared configurations.** Some variants are the same network under the same settings in two
+experiments, so the same seed gives the same run: ``attention``'s cbam = ``spatial``'s pool-k7 =
+``arrangement``'s channel-first = ``controls``' cbam; ``attention``'s se = ``pooling``'s avg;
+``attention``'s channel = ``pooling``'s avg+max; ``attention``'s baseline = ``controls``'
+baseline. The first four experiments hold ten distinct configurations, not fourteen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 from torch import nn
 
-from cbam.attention import CBAM, ChannelAttention, SqueezeExcitation
+from cbam.attention import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation
+from cbam.experiments.settings import Settings, settings_for
 
 # channels -> attention module (None: the plain network).
 Factory = Callable[[int], nn.Module] | None
@@ -41,6 +55,10 @@ class Experiment:
     variants: dict[str, Callable[[int], Factory]]
     # The paper's top-1 error (%, ImageNet-1K, ResNet-50, one run each) for each variant.
     paper_top1_error: dict[str, float]
+    # The mode's epochs (cbam.experiments.settings) are multiplied by this.
+    epoch_factor: int = 1
+    # variant -> the network's head pooling where it is not "avg" (cbam.resnet.HEAD_POOLS).
+    head_pools: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def reference(self) -> str:
@@ -52,6 +70,14 @@ class Experiment:
                 f"experiment {self.name!r} has the variants {tuple(self.variants)}, got {variant!r}"
             )
         return self.variants[variant](reduction)
+
+    def settings(self, mode: str) -> Settings:
+        """The settings every run of this experiment shares in ``mode``."""
+        settings = settings_for(mode)
+        return dataclasses.replace(settings, epochs=settings.epochs * self.epoch_factor)
+
+    def head_pool(self, variant: str) -> str:
+        return self.head_pools.get(variant, "avg")
 
 
 def _spatial(channel_reduction: str, kernel_size: int) -> Callable[[int], Factory]:
@@ -68,6 +94,21 @@ def _arrangement(arrangement: str) -> Callable[[int], Factory]:
     return lambda r: partial(CBAM, reduction=r, arrangement=arrangement)
 
 
+def _spatial_only(r: int) -> Factory:
+    # The spatial module has no channel MLP, so r does not reach it; its map does not depend
+    # on the number of channels either.
+    return lambda channels: SpatialAttention(7)
+
+
+# Table 4's rows, the attention experiment's variants.
+_TABLE4 = {
+    "baseline": lambda r: None,
+    "se": lambda r: partial(SqueezeExcitation, reduction=r),
+    "channel": _pooling("avg", "max"),
+    "cbam": lambda r: partial(CBAM, reduction=r),
+}
+
+
 # The paper's plain ResNet-50, the reference for Table 4 (and the starting point of Tables 1-3).
 PAPER_BASELINE_TOP1_ERROR = 24.56
 
@@ -77,12 +118,7 @@ EXPERIMENTS = {
         Experiment(
             "attention",
             "does each part of CBAM add something over the plain network?",
-            {
-                "baseline": lambda r: None,
-                "se": lambda r: partial(SqueezeExcitation, reduction=r),
-                "channel": _pooling("avg", "max"),
-                "cbam": lambda r: partial(CBAM, reduction=r),
-            },
+            dict(_TABLE4),
             # Table 4 has no row for the channel module alone; Table 1's avg & max is that.
             {"baseline": 24.56, "se": 23.14, "channel": 22.80, "cbam": 22.66},
         ),
@@ -112,6 +148,26 @@ EXPERIMENTS = {
                 "parallel": _arrangement("parallel"),
             },
             {"channel-first": 22.66, "spatial-first": 22.78, "parallel": 22.95},
+        ),
+        Experiment(
+            "controls",
+            "is the gain the classifier head's, and does the spatial module alone help?",
+            {
+                "baseline": _TABLE4["baseline"],
+                "max-head": lambda r: None,
+                "spatial": _spatial_only,
+                "cbam": _TABLE4["cbam"],
+            },
+            # The paper has no row for these; Table 4's plain network and CBAM are the two ends.
+            {"baseline": 24.56, "cbam": 22.66},
+            head_pools={"max-head": "max"},
+        ),
+        Experiment(
+            "budget",
+            "does the ranking of the attention experiment hold at twice the epochs?",
+            dict(_TABLE4),
+            {"baseline": 24.56, "se": 23.14, "channel": 22.80, "cbam": 22.66},
+            epoch_factor=2,
         ),
     )
 }
