@@ -106,3 +106,47 @@ def test_a_stub_gives_one_line_and_the_generator_is_untouched(capsys):
     assert len(_lines(capsys)) == 1
     check_training_step(right)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def softmax_first(model, images, labels, optimizer):
+    optimizer.zero_grad()
+    logits = model(images)
+    loss = F.cross_entropy(F.softmax(logits, dim=1), labels)
+    loss.backward()
+    optimizer.step()
+    return F.cross_entropy(logits, labels).item()  # the loss it returns is the right one
+
+
+def test_softmax_before_cross_entropy_is_named_not_blamed_on_zeroing(capsys):
+    assert not check_training_step(softmax_first)
+    failed = [line for line in _lines(capsys) if line.startswith("✗")]
+    assert len(failed) == 2
+    assert all("softmax was applied before F.cross_entropy" in line for line in failed)
+    assert not any("zero the gradients" in line for line in failed)
+
+
+def test_a_returned_loss_of_probabilities_names_softmax(capsys):
+    def returns_it_too(model, images, labels, optimizer):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(F.softmax(model(images), dim=-1), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    assert not check_training_step(returns_it_too)
+    failed = [line for line in _lines(capsys) if line.startswith("✗")]
+    assert len(failed) == 3 and all("softmax was applied before" in line for line in failed)
+
+
+def test_a_first_step_that_differs_otherwise_is_not_called_a_zeroing_problem(capsys):
+    def doubled_logits(model, images, labels, optimizer):
+        optimizer.zero_grad()
+        logits = model(images)
+        F.cross_entropy(2 * logits, labels).backward()
+        optimizer.step()
+        return F.cross_entropy(logits, labels).item()
+
+    assert not check_training_step(doubled_logits)
+    failed = [line for line in _lines(capsys) if line.startswith("✗")]
+    assert len(failed) == 2 and "the first step already differs" in failed[1]
+    assert not any("zero the gradients first" in line or "softmax" in line for line in failed)
