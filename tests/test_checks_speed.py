@@ -64,7 +64,25 @@ def test_swapped_pooling_order_gives_different_values(capsys):
         return y * torch.sigmoid(block.spatial.conv(pooled))
 
     assert not check_fast_cbam(swapped)
-    assert "different values" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the output for an input of shape (2, 32, 9, 7) is wrong: channel gate" in out
+
+
+def test_sigmoid_before_the_sum_is_named_as_a_wrong_output_not_a_budget(capsys):
+    def sigmoid_first(block, x):
+        descriptors = torch.stack([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))])
+        gate = torch.sigmoid(block.channel.mlp(descriptors)).sum(dim=0)[:, :, None, None]
+        y = x * gate
+        return y.mul_(_spatial_gate(block, y))
+
+    assert not check_fast_cbam(sigmoid_first)
+    lines = capsys.readouterr().out.splitlines()
+    eq2 = "the sigmoid of the sum of the two MLP outputs (Eq. 2)"
+    assert lines[0].startswith("✗") and "is wrong" in lines[0] and eq2 in lines[0]
+    budget = next(line for line in lines if "within the exercise's budget" in line)
+    # The budget line says the output is wrong, and that the work was not counted.
+    assert budget.startswith("✗") and "not counted: the output is wrong" in budget
+    assert eq2 in budget
 
 
 def test_returning_nothing_and_stubs(capsys):

@@ -22,7 +22,7 @@ import torch
 
 from cbam.attention import CBAM
 from cbam.checks.memory_traffic import Traffic, count_traffic
-from cbam.checks.report import CheckFailed, expect_close, run_checks
+from cbam.checks.report import CheckFailed, expect_shape, run_checks, tensors_close
 from cbam.fast import cpu_kernel
 
 # (N, C, H, W) of the inputs: odd sizes, a single image, a 1x1 map, a wide map.
@@ -78,6 +78,36 @@ def _counted(names: list[str]) -> str:
     return ", ".join(name + (f" ×{n}" if n > 1 else "") for name, n in counts.items())
 
 
+def _reference(block: CBAM, x: torch.Tensor, *, sigmoid_first: bool = False) -> torch.Tensor:
+    """The block's output from its layers; ``sigmoid_first``: the gate as
+    sigmoid(mlp(avg)) + sigmoid(mlp(max)), a common misreading of Eq. 2, to recognise it."""
+    descriptors = torch.stack([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))])
+    mlp = block.channel.mlp(descriptors)
+    gate = torch.sigmoid(mlp).sum(dim=0) if sigmoid_first else torch.sigmoid(mlp.sum(dim=0))
+    y = x * gate[:, :, None, None]
+    pooled = torch.cat([y.mean(dim=1, keepdim=True), y.amax(dim=1, keepdim=True)], dim=1)
+    return y * torch.sigmoid(block.spatial.conv(pooled))
+
+
+def _what_is_wrong(block: CBAM, x: torch.Tensor, out: torch.Tensor) -> str:
+    """The hint for an output that differs from the block's: the misreading, where it is one."""
+    with torch.no_grad():
+        sigmoid_first = _reference(block, x, sigmoid_first=True)
+    if tensors_close(out, sigmoid_first):
+        return ("the channel gate is the sigmoid of the sum of the two MLP outputs (Eq. 2), "
+                "sigmoid(mlp(avg) + mlp(max)); yours applies the sigmoid before the sum")
+    return ("channel gate: the sigmoid of the sum of the two MLP outputs (Eq. 2), "
+            "sigmoid(mlp(avg) + mlp(max)); spatial gate: the sigmoid of the conv of "
+            "[mean over C, max over C] of the channel-refined map (Eq. 3)")
+
+
+def _expect_right(block: CBAM, x: torch.Tensor, out: torch.Tensor, expected: torch.Tensor,
+                  what: str) -> None:
+    expect_shape(out, tuple(expected.shape), what)
+    if not tensors_close(out, expected):
+        raise CheckFailed(f"{what} is wrong: {_what_is_wrong(block, x, out)}")
+
+
 def explain_budget(work: Traffic) -> None:
     """CheckFailed naming every part of the budget the counted work went over."""
     over = []
@@ -106,13 +136,7 @@ def check_fast_cbam(fast_cbam: Callable) -> bool:
         for i, shape in enumerate(CASES):
             block, x = _block(shape[1], seed=i), _input(shape, seed=10 + i)
             out, expected = _run(fast_cbam, block, x)
-            expect_close(
-                out,
-                expected,
-                f"the output for an input of shape {shape}",
-                "channel gate: sigmoid of mlp(avg) + mlp(max); spatial gate: sigmoid of the "
-                "conv of [mean over C, max over C] of the channel-refined map",
-            )
+            _expect_right(block, x, out, expected, f"the output for an input of shape {shape}")
 
     def leaves_the_input_alone() -> None:
         block, x = _block(32, seed=5), _input((2, 32, 8, 8), seed=15)
@@ -131,14 +155,16 @@ def check_fast_cbam(fast_cbam: Callable) -> bool:
         _forbid_block_call(block)
         with torch.no_grad(), count_traffic(x.numel(), block.channel.mlp[0].weight) as work:
             out = fast_cbam(block, x)
-        expect_close(out, expected, "the output for an input of shape (2, 32, 9, 7)")
+        # A wrong output is the first thing to fix: say so, and leave the work of a wrong
+        # forward uncounted, rather than report it under the budget's heading as if it were one.
+        _expect_right(block, x, out, expected, "not counted: the output")
         explain_budget(work)
 
     def works_on_channels_last() -> None:
         block = _block(32, seed=6)
         x = _input((2, 32, 8, 8), seed=16).contiguous(memory_format=torch.channels_last)
         out, expected = _run(fast_cbam, block, x)
-        expect_close(out, expected, "the output for a channels_last input")
+        _expect_right(block, x, out, expected, "the output for a channels_last input")
 
     with torch.random.fork_rng(devices=[]):
         return run_checks(
