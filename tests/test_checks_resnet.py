@@ -129,6 +129,26 @@ class NoneKeptAsNone(Bottleneck):
         return self.relu(out + self.shortcut(x))
 
 
+class FactoryStored(Bottleneck):
+    """The factory kept instead of called, in the skeleton (no .attention set before)."""
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, attention=None):
+        nn.Module.__init__(self)
+        plain = Bottleneck(inplanes, planes, stride, downsample)
+        for name in ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu", "downsample"):
+            setattr(self, name, getattr(plain, name))
+        self.attention = nn.Identity() if attention is None else attention
+
+
+class FactoryStoredOverAModule(Bottleneck):
+    """The same, assigned over the nn.Identity() already there (nn.Module refuses it)."""
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, attention=None):
+        super().__init__(inplanes, planes, stride, downsample, None)
+        if attention is not None:
+            self.attention = attention
+
+
 WRONG_BLOCKS = {
     "planes wide": (PlanesWide, "built for planes = 16 channels"),
     "after the add": (AfterAdd, "after the residual add"),
@@ -152,6 +172,17 @@ def test_the_planes_slip_is_named_on_every_line_that_builds_attention(capsys):
     lines = verdicts(capsys)
     assert [ok for ok, _, _ in lines] == [True, False, False, False]
     assert all("planes * expansion" in hint for ok, _, hint in lines if not ok)
+
+
+@pytest.mark.parametrize("implementation", [FactoryStored, FactoryStoredOverAModule])
+def test_a_stored_factory_is_told_to_call_it_with_the_channel_count(implementation, capsys):
+    check_attention_block(implementation)
+    lines = verdicts(capsys)
+    assert [ok for ok, _, _ in lines] == [True, False, False, False]
+    for ok, _, hint in lines[1:]:
+        assert "the factory itself, not a module: call it with the block's output channel" in hint
+        assert "attention(planes * self.expansion)" in hint
+        assert "_Factory" not in hint and "attention=None" not in hint
 
 
 def test_a_stub_block_gives_one_not_implemented_line(capsys):

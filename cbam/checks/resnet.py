@@ -62,8 +62,40 @@ def _randomise_batch_norms(block: nn.Module) -> None:
                 module.running_var.uniform_(0.5, 1.5)
 
 
+STORED_FACTORY = ("self.attention is the factory itself, not a module: call it with the "
+                  "block's output channel count, attention(planes * self.expansion)")
+
+
+def _expect_module(block: nn.Module, factory: object) -> None:
+    """self.attention is a module; when it is not, say which case went wrong."""
+    attention = block.attention
+    if isinstance(attention, nn.Module):
+        return
+    if factory is not None and attention is factory:
+        raise CheckFailed(STORED_FACTORY)
+    if factory is None:
+        kind = "None" if attention is None else "a " + type(attention).__name__
+        raise CheckFailed(f"self.attention is {kind}, not an nn.Module: with attention=None use "
+                          "nn.Identity()")
+    # The check's factory is a private class: its name would mean nothing to the learner.
+    kind = "None" if attention is None else "not an nn.Module"
+    raise CheckFailed(f"self.attention is {kind}: set it to the module the factory builds, "
+                      "attention(planes * self.expansion)")
+
+
+def _construct(Bottleneck: type, *args, **kwargs) -> nn.Module:
+    """``Bottleneck(*args, **kwargs)``; a factory assigned over a module already set under
+    .attention makes nn.Module raise a TypeError naming the check's class: say what it means."""
+    try:
+        return Bottleneck(*args, **kwargs)
+    except TypeError as error:
+        if "as child module 'attention'" in str(error) and kwargs.get("attention") is not None:
+            raise CheckFailed(STORED_FACTORY) from None
+        raise
+
+
 def _build_block(Bottleneck: type, *args, **kwargs) -> nn.Module:
-    block = Bottleneck(*args, **kwargs)
+    block = _construct(Bottleneck, *args, **kwargs)
     if not isinstance(block, nn.Module):
         raise CheckFailed(f"Bottleneck(...) gave a {type(block).__name__}; keep it an nn.Module")
     missing = [name for name in (*LAYERS, "attention") if not hasattr(block, name)]
@@ -72,9 +104,7 @@ def _build_block(Bottleneck: type, *args, **kwargs) -> nn.Module:
                           "(nn.Identity() when attention is None)")
     if missing:
         raise CheckFailed(f"the block lacks {', '.join(missing)}: keep the skeleton's layers")
-    if not isinstance(block.attention, nn.Module):
-        raise CheckFailed(f"self.attention is a {type(block.attention).__name__}, not an "
-                          "nn.Module: with attention=None use nn.Identity()")
+    _expect_module(block, kwargs.get("attention"))
     _randomise_batch_norms(block)
     return block.eval()
 
@@ -137,7 +167,8 @@ def _expect_width(factory: _Factory, planes: int, expansion: int) -> None:
         raise CheckFailed(f"attention was built for planes = {planes} channels, but bn3's output "
                           f"has planes * expansion = {width}: pass planes * self.expansion")
     if not factory.calls:
-        raise CheckFailed("the attention factory was never called: build the module with "
+        raise CheckFailed("the attention factory was never called: it is a function of the "
+                          "channel count, so build the module with "
                           "attention(planes * self.expansion)")
     raise CheckFailed(f"attention was built for {factory.calls} channels, expected one call "
                       f"for planes * expansion = {width}")
@@ -154,7 +185,9 @@ def _check_plain(Bottleneck: type) -> None:
 
 def _check_width(Bottleneck: type) -> None:
     factory = _Factory()
-    block = Bottleneck(64, 16, attention=factory)
+    block = _construct(Bottleneck, 64, 16, attention=factory)
+    if getattr(block, "attention", None) is factory:
+        raise CheckFailed(STORED_FACTORY)
     _expect_width(factory, 16, getattr(Bottleneck, "expansion", 4))
     if not isinstance(getattr(block, "attention", None), CBAM):
         raise CheckFailed("self.attention is not the module the factory returned: keep "
