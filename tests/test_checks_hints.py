@@ -125,6 +125,24 @@ def test_parallel_as_the_product_of_two_gate_calls_gets_the_parallel_recipe(caps
     assert "Eq. 1" not in line
 
 
+@pytest.mark.parametrize("parallel, named", [
+    (lambda x, c, s: x * (c.attention(x) + s.attention(x)), "the two maps were added"),
+    (lambda x, c, s: c(x) + s(x), "the two maps were added"),
+    (lambda x, c, s: (c(x) + s(x)) / 2, "the two maps were averaged"),
+])
+def test_parallel_as_a_sum_of_the_maps_is_told_they_multiply(parallel, named, capsys):
+    def combine(x, channel, spatial, arrangement="channel-first"):
+        if arrangement == "parallel":
+            return parallel(x, channel, spatial)
+        return combine_with("channel-first, spatial-first, parallel")(x, channel, spatial,
+                                                                        arrangement)
+
+    assert not check_arrangements(combine)
+    (line,) = failures(capsys)
+    assert named in line
+    assert "the parallel arrangement multiplies the two maps" in line
+
+
 def test_the_fallback_hint_of_an_arrangement_names_that_arrangement(capsys):
     def combine(x, channel, spatial, arrangement="channel-first"):
         if arrangement == "parallel":

@@ -303,6 +303,12 @@ def _arrangement_mistakes(arrangement: str) -> Callable:
             found.append((channel(x) * spatial(x),
                           "channel(x) * spatial(x) multiplies by x twice (calling a gate returns "
                           "x times its map): use x * channel.attention(x) * spatial.attention(x)"))
+            maps = channel.attention(x) + spatial.attention(x)  # (N, C, 1, 1) + (N, 1, H, W)
+            multiply = ("the parallel arrangement multiplies the two maps: "
+                        "x * channel.attention(x) * spatial.attention(x)")
+            found += [(x * maps, f"the two maps were added, x * (M_c + M_s); {multiply}"),
+                      (x * maps / 2, f"the two maps were averaged, x * (M_c + M_s) / 2; "
+                                     f"{multiply}")]
         elif arrangement == "spatial-first":
             # (A channel map computed from x instead of F' is the parallel arrangement.)
             found.append((x * channel.attention(spatial(x)), "the channel map was applied to x "
