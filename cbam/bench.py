@@ -6,9 +6,11 @@
 CBAM does almost no arithmetic; its time goes into reading and writing the feature map. So it is
 compared with:
 
-* ``x.clone()``: one read and one write of the input. A CBAM forward must read the input at
-  least three times (global pooling, channel pooling, the final product) and write it once, so
-  about twice a clone is the floor when every read goes to memory;
+* ``x.clone()``: one read and one write of the input. A CBAM forward reads the input for the
+  global pooling, for the pooling over channels and for the final product, and writes it once:
+  twice a clone when every read goes to memory. A cache holding k rows of an image (C * k * W
+  floats, the reach of the k x k convolution) lets the last two reads share one trip to memory
+  (1.5 clones); one holding a whole image, all three (1 clone). ``cache_sizes`` says what fits;
 * ``NaiveCBAM``: CBAM written the straightforward way (adaptive pooling layers, two MLP calls,
   ``torch.max`` with its indices), holding the same weights;
 * ``cbam.CBAM(fused=False)``: the same block as PyTorch operations only, without the C kernel
@@ -44,7 +46,8 @@ try:  # page faults per call, where the platform reports them
 except ImportError:  # Windows
     resource = None
 
-DEFAULT_SHAPES = ((8, 64, 56, 56), (8, 512, 28, 28))  # ResNet-like: a stage 1 and a stage 2 map
+# ResNet-like maps: ResNet-18/34's first stage (ResNet-50's has 256 channels), a second stage.
+DEFAULT_SHAPES = ((8, 64, 56, 56), (8, 512, 28, 28))
 GOAL_FORWARD_SPEEDUP = 2.0  # cbam.CBAM forward at least this many times faster than naive
 GOAL_TRAIN_RATIO = 1.0  # cbam.CBAM forward+backward at most this times naive's time
 GOAL_COMPILED_VS_CLONE = 2.5  # compiled forward at most this many clones
@@ -119,6 +122,51 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**30))
+
+
+_SIZE_SUFFIXES = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def _parse_size(text: str) -> int:
+    """'32K' -> 32768, '32768K' -> 33554432, '1M' -> 1048576 (sysfs and lscpu spell sizes so)."""
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in _SIZE_SUFFIXES:
+        return int(float(text[:-1]) * _SIZE_SUFFIXES[text[-1]])
+    return int(text)
+
+
+def cache_sizes(sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> dict[str, int]:
+    """Bytes of each data cache of the first core, e.g. {"L1d": 32768, "L2": 524288, ...}.
+
+    Read from Linux's sysfs, else from macOS's ``sysctl``; empty where neither answers (a
+    container without sysfs, Windows), so callers must do without.
+    """
+    from pathlib import Path
+
+    sizes: dict[str, int] = {}
+    for index in sorted(Path(sysfs).glob("index*")):
+        try:
+            kind = (index / "type").read_text().strip()
+            level = (index / "level").read_text().strip()
+            size = _parse_size((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            sizes[f"L{level}d" if kind == "Data" else f"L{level}"] = size
+    if sizes or sys.platform != "darwin":
+        return sizes
+    import subprocess
+
+    for name, key in (("L1d", "hw.l1dcachesize"), ("L2", "hw.l2cachesize"),
+                      ("L3", "hw.l3cachesize")):
+        try:
+            value = subprocess.run(["sysctl", "-n", key], capture_output=True, text=True,
+                                   timeout=5).stdout.strip()
+            if value and int(value) > 0:
+                sizes[name] = int(value)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+    return sizes
 
 
 CLOCKS = {
