@@ -24,18 +24,32 @@ import torch
 from torch import nn
 
 from cbam.attention import CBAM, ChannelAttention, SpatialAttention
+from cbam.successors import CoordinateAttention, EfficientChannelAttention, GlobalContext, SimAM
 from cbam.validation import check_flag
+
+# Modules whose maps come out of submodules named "gate" (or "gate_<axis>", one per map).
+GATED = (
+    ChannelAttention,
+    SpatialAttention,
+    EfficientChannelAttention,
+    CoordinateAttention,
+    SimAM,
+    GlobalContext,
+)
 
 
 @contextmanager
 def record_attention(
     model: nn.Module, *, detach: bool = True
 ) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Collect the map of every ChannelAttention/SpatialAttention inside ``model``.
+    """Collect the map of every attention module inside ``model``: CBAM's channel and spatial
+    modules, SE, and ``cbam.successors``' modules.
 
     Yields a dict from module name (as in ``model.named_modules()``; "" for ``model`` itself) to
-    the list of maps that module produced, one per call: (N, C, 1, 1) for channel maps,
-    (N, 1, H, W) for spatial maps. Modules that never ran have no entry. On leaving the block
+    the list of maps that module produced, one per call: (N, C, 1, 1) for channel maps (SE, ECA),
+    (N, 1, H, W) for spatial maps and GC's pooling weights, (N, C, H, W) for SimAM. Coordinate
+    attention's two maps are under its gates' names, "<module>.gate_h" (N, C, H, 1) and
+    "<module>.gate_w" (N, C, 1, W). Modules that never ran have no entry. On leaving the block
     the hooks are removed, even after an error.
 
     ``detach=False`` keeps the maps in the autograd graph, to take gradients through them; CBAM
@@ -56,8 +70,13 @@ def record_attention(
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(module, (ChannelAttention, SpatialAttention)):
-            handles.append(module.gate.register_forward_hook(keeper(name)))
+        if isinstance(module, GATED):
+            for child_name, child in module.named_children():
+                if child_name == "gate":
+                    handles.append(child.register_forward_hook(keeper(name)))
+                elif child_name.startswith("gate_"):
+                    key = f"{name}.{child_name}" if name else child_name
+                    handles.append(child.register_forward_hook(keeper(key)))
         if not detach and isinstance(module, CBAM) and module.fused:
             module.fused = False
             unfused.append(module)

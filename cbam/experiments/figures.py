@@ -10,11 +10,16 @@ def paper_comparison(result: dict) -> str:
     """One line per variant: this course's accuracy (mean ± sd over seeds) and its paired
     difference from the reference with a 95 % interval; then the paper's top-1 error (ImageNet,
     ResNet-50, one run each) and how many points of error it saves against the paper's
-    reference (positive: better, as a positive accuracy difference is).
+    reference (positive: better, as a positive accuracy difference is); "-" where CBAM's paper
+    has no such row.
     """
     experiment = get_experiment(result["experiment"])
     paper = experiment.paper_top1_error
     reference = experiment.reference
+
+    def error(variant: str) -> str:
+        return f"{paper[variant]:.2f}" if variant in paper else "-"
+
     header = (
         f"{'variant':<14}{'here: accuracy %':>18}{'paired diff [95% CI]':>24}"
         f"{'paper: error %':>17}{'paper: gain':>13}"
@@ -25,11 +30,10 @@ def paper_comparison(result: dict) -> str:
         gain = "reference"
         if row.difference is not None:
             here = str(row.difference)
-            gain = f"{paper[reference] - paper[row.variant]:+.2f}"
+            known = reference in paper and row.variant in paper
+            gain = f"{paper[reference] - paper[row.variant]:+.2f}" if known else "-"
         accuracy = f"{row.mean:.1f} ± {row.sd:.1f}"
-        lines.append(
-            f"{row.variant:<14}{accuracy:>18}{here:>24}{paper[row.variant]:>17.2f}{gain:>13}"
-        )
+        lines.append(f"{row.variant:<14}{accuracy:>18}{here:>24}{error(row.variant):>17}{gain:>13}")
     return "\n".join(lines)
 
 

@@ -16,19 +16,24 @@ controls       baseline, max-head, spatial, cbam           is the gain the head'
                                                            spatial module alone help?
 budget         baseline, se, channel, cbam, at twice the   does the ranking hold when the
                epochs                                      networks train longer?
+successors     baseline, se, cbam, eca, eca-max,           CBAM against the modules that came
+               coordinate, simam, gc                       after it (``cbam.successors``)
 =============  ==========================================  =====================================
 
 ``channel`` is CBAM's channel module alone (avg & max pooling); ``se`` is the same module with
 average pooling only, so se -> channel adds max pooling and channel -> cbam adds the spatial
-module, one change each. ``spatial`` is CBAM's spatial module alone; ``max-head`` is the plain
-network with a global max pooling before its classifier instead of the average. Every module
-uses the experiment's reduction ratio.
+module, one change each. ``eca-max`` is ECA given CBAM's max-pooled descriptor beside the
+average (one shared convolution, summed before the sigmoid): eca -> eca-max asks whether max
+pooling helps there as it does in CBAM's channel module. ``spatial`` is CBAM's spatial module
+alone; ``max-head`` is the plain network with a global max pooling before its classifier
+instead of the average. Every module uses the experiment's reduction ratio where it has one.
 
 **Shared configurations.** Some variants are the same network under the same settings in two
 experiments, so the same seed gives the same run: ``attention``'s cbam = ``spatial``'s pool-k7 =
 ``arrangement``'s channel-first = ``controls``' cbam; ``attention``'s se = ``pooling``'s avg;
 ``attention``'s channel = ``pooling``'s avg+max; ``attention``'s baseline = ``controls``'
-baseline. The first four experiments hold ten distinct configurations, not fourteen.
+baseline = ``successors``' baseline, and the same for se and cbam in ``successors``. The first
+four experiments hold ten distinct configurations, not fourteen.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from torch import nn
 
 from cbam.attention import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation
 from cbam.experiments.settings import Settings, settings_for
+from cbam.successors import CoordinateAttention, EfficientChannelAttention, GlobalContext, SimAM
 
 # channels -> attention module (None: the plain network).
 Factory = Callable[[int], nn.Module] | None
@@ -168,6 +174,24 @@ EXPERIMENTS = {
             dict(_TABLE4),
             {"baseline": 24.56, "se": 23.14, "channel": 22.80, "cbam": 22.66},
             epoch_factor=2,
+        ),
+        Experiment(
+            "successors",
+            "does a later module do better than CBAM, here, under the same rules?",
+            {
+                "baseline": _TABLE4["baseline"],
+                "se": _TABLE4["se"],
+                "cbam": _TABLE4["cbam"],
+                "eca": lambda r: EfficientChannelAttention,
+                "eca-max": lambda r: partial(EfficientChannelAttention, pool_types=("avg", "max")),
+                # The experiment's r sets their bottlenecks as it sets SE's and CBAM's.
+                "coordinate": lambda r: partial(CoordinateAttention, reduction=r),
+                "simam": lambda r: SimAM,
+                "gc": lambda r: partial(GlobalContext, reduction=r),
+            },
+            # Only CBAM's Table 4 has one baseline for all; the successors' own papers each
+            # trained their own, so their numbers are in lesson 08, not here.
+            {"baseline": 24.56, "se": 23.14, "cbam": 22.66},
         ),
     )
 }
