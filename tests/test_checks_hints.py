@@ -10,10 +10,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cbam
 from cbam.checks.block import check_arrangements, check_cbam_block
-from cbam.checks.channel import check_channel_descriptors
+from cbam.checks.channel import check_channel_attention, check_channel_descriptors
 from cbam.checks.resnet import check_table4
 from cbam.checks.shapes import check_apply_gate, check_global_descriptors, check_pool_over_channels
-from cbam.checks.spatial import check_spatial_attention
+from cbam.checks.spatial import check_channel_pool, check_spatial_attention
 from cbam.checks.speed import check_fast_cbam
 
 
@@ -54,7 +54,65 @@ def test_weights_reshaped_with_c_last_are_told_where_c_belongs(capsys):
     assert not any("reshape the weights to (N, C, 1, 1) first" in line for line in lines)
 
 
+@pytest.mark.parametrize("pool, named", [
+    (lambda x: x.sum(dim=1, keepdim=True) / x.shape[0],
+     "mean is the sum over C divided by N = 2 (the batch size); a mean over C divides by C = 3 "
+     "(the channel count)"),
+    (lambda x: x.sum(dim=1, keepdim=True) / x.shape[-1],
+     "mean is the sum over C divided by W = 5; a mean over C divides by C = 3 (the channel "
+     "count)"),
+])
+def test_pool_over_channels_dividing_by_the_wrong_size_names_both_sizes(pool, named, capsys):
+    assert not check_pool_over_channels(lambda x: (pool(x), x.amax(dim=1, keepdim=True)))
+    (line,) = failures(capsys)
+    assert named in line
+
+
+def test_global_descriptors_dividing_by_one_side_names_h_times_w(capsys):
+    assert not check_global_descriptors(
+        lambda x: (x.sum(dim=(2, 3), keepdim=True) / x.shape[2], x.amax(dim=(2, 3), keepdim=True)))
+    (line,) = failures(capsys)
+    assert "mean is the sum over H and W divided by H = 4; a mean over H and W divides by " \
+           "H·W = 20" in line
+
+
 # --- lesson 01 ---------------------------------------------------------------------------------
+
+
+def test_channel_descriptors_dividing_by_the_batch_size_names_it(capsys):
+    assert not check_channel_descriptors(
+        lambda x: (x.sum(dim=(2, 3)) / len(x), x.amax(dim=(2, 3))))
+    lines = failures(capsys)
+    assert "avg is the sum over H and W divided by N = 2 (the batch size); a mean over H and W " \
+           "divides by H·W = 12" in lines[0]
+    # The other shapes have N = 1 (where it is right) and N = 4.
+    assert "divided by N = 4 (the batch size); a mean over H and W divides by H·W = 12" \
+           in lines[1]
+
+
+class ChannelMeanByBatch(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, channels))
+
+    def attention(self, x):
+        avg = x.sum(dim=(2, 3)) / x.shape[0]
+        return torch.sigmoid(self.mlp(avg) + self.mlp(x.amax(dim=(2, 3))))[:, :, None, None]
+
+    def forward(self, x):
+        return x * self.attention(x)
+
+
+def test_a_channel_module_dividing_by_the_batch_size_names_it(capsys):
+    assert not check_channel_attention(ChannelMeanByBatch)
+    lines = failures(capsys)
+    assert len(lines) == 2 and all(
+        "the average descriptor is the sum over H and W divided by N = 2 (the batch size)" in line
+        for line in lines)
+
+
 
 
 def test_squeeze_dropping_n_1_is_not_called_pooling_over_the_batch(capsys):
@@ -67,6 +125,36 @@ def test_squeeze_dropping_n_1_is_not_called_pooling_over_the_batch(capsys):
 
 
 # --- lesson 02 ---------------------------------------------------------------------------------
+
+
+def test_channel_pool_dividing_by_the_batch_size_names_it(capsys):
+    assert not check_channel_pool(lambda x: torch.cat(
+        [x.sum(dim=1, keepdim=True) / x.size(0), x.amax(dim=1, keepdim=True)], dim=1))
+    lines = failures(capsys)
+    assert "channel 0 is the sum over C divided by N = 2 (the batch size); a mean over C " \
+           "divides by C = 5 (the channel count)" in lines[0]
+
+
+class SpatialMeanByWidth(nn.Module):
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+    def attention(self, x):
+        mean = x.sum(dim=1, keepdim=True) / x.shape[-1]
+        return torch.sigmoid(self.conv(torch.cat([mean, x.amax(dim=1, keepdim=True)], dim=1)))
+
+    def forward(self, x):
+        return x * self.attention(x)
+
+
+def test_a_spatial_module_dividing_by_the_width_names_it(capsys):
+    assert not check_spatial_attention(SpatialMeanByWidth)
+    lines = failures(capsys)
+    assert len(lines) == 2 and all(
+        "the first channel is the sum over C divided by W = 11; a mean over C divides by C = 8 "
+        "(the channel count)" in line for line in lines)
+
 
 
 class AcceptsUnbatched(nn.Module):

@@ -179,7 +179,7 @@ def test_a_stored_factory_is_told_to_call_it_with_the_channel_count(implementati
     check_attention_block(implementation)
     lines = verdicts(capsys)
     assert [ok for ok, _, _ in lines] == [True, False, False, False]
-    for ok, _, hint in lines[1:]:
+    for *_, hint in lines[1:]:
         assert "the factory itself, not a module: call it with the block's output channel" in hint
         assert "attention(planes * self.expansion)" in hint
         assert "_Factory" not in hint and "attention=None" not in hint

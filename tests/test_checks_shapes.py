@@ -61,7 +61,7 @@ def test_right_answers_pass(capsys):
         ),
         (
             lambda x: (x.sum(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)),
-            "mean has the right shape but different values (expected the average over H and W",
+            "mean is the sum over H and W, not divided: a mean over H and W divides by H·W = 20",
         ),
         (
             lambda x: x.mean(dim=(2, 3), keepdim=True),

@@ -34,10 +34,12 @@ from cbam.checks.learner_mlp import (
 from cbam.checks.own_work import OwnWork
 from cbam.checks.report import (
     CheckFailed,
+    divided_sum_hint,
     expect_shape,
     feature_map,
     run_seeded_checks,
     tensors_close,
+    wrong_divisors,
 )
 
 Tensor = torch.Tensor
@@ -107,8 +109,9 @@ def _check_descriptor_values(channel_descriptors: Callable, shape: tuple[int, ..
     if tensors_close(avg, true_max) and tensors_close(mx, true_avg):
         raise CheckFailed("the two are swapped: return (avg, max) in that order")
     if not tensors_close(avg, true_avg):
-        if tensors_close(avg, x.sum(dim=(2, 3))):
-            raise CheckFailed("avg is the sum over H and W: divide by H·W (use .mean)")
+        divided = divided_sum_hint(avg, x, (2, 3), "H and W")
+        if divided:
+            raise CheckFailed(f"avg {divided}")
         raise CheckFailed(f"avg is not the mean over H and W of x with shape {shape}")
     if tensors_close(mx, x.amin(dim=(2, 3))):
         raise CheckFailed("max is the minimum over H and W")
@@ -309,11 +312,10 @@ def _map_mistakes(x: Tensor, weights: Weights) -> list[tuple[str, Tensor]]:
             "no ReLU between the MLP's layers",
             s(mlp_function(weights, lambda t: t)(avg) + mlp_function(weights, lambda t: t)(mx)),
         ),
-        (
-            "the average descriptor is a sum over H and W: use the mean",
-            s(mlp(x.sum(dim=(2, 3))) + m),
-        ),
     ]
+    total = x.sum(dim=(2, 3))
+    mistakes += [(f"the average descriptor {hint}", s(mlp(total / size) + m))
+                 for size, hint in wrong_divisors(tuple(x.shape), (2, 3), "H and W")]
     return [(hint, value[:, :, None, None]) for hint, value in mistakes]
 
 

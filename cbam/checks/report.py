@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -179,3 +181,57 @@ def tensors_close(actual: object, expected: torch.Tensor, *, atol: float = 1e-5,
     """Same shape and values (as float32), for comparing a learner's output with a reference."""
     return (isinstance(actual, torch.Tensor) and actual.shape == expected.shape
             and torch.allclose(actual.detach().float(), expected, atol=atol, rtol=rtol))
+
+
+_DIMS = ("N", "C", "H", "W")
+_ROLES = {"N": " (the batch size)", "C": " (the channel count)"}
+
+
+def _sizes(dims: Sequence[int], shape: Sequence[int]) -> str:
+    """How a size was written, e.g. "H·W = 12" or "N = 2 (the batch size)"."""
+    names = [_DIMS[d] for d in dims]
+    role = _ROLES.get(names[0], "") if len(names) == 1 else ""
+    return f"{'·'.join(names)} = {math.prod(shape[d] for d in dims)}{role}"
+
+
+def wrong_divisors(shape: Sequence[int], dims: Sequence[int],
+                   over: str) -> list[tuple[int, str]]:
+    """A mean over ``dims`` of an (N, C, H, W) tensor written as a sum divided by the wrong size:
+    (that size, the hint naming it and the right one), one entry per distinct wrong size.
+
+    A size that several choices of dims give (when two dims have the same size) names them all.
+    """
+    right = math.prod(shape[d] for d in dims)
+    by_size: dict[int, list[tuple[int, ...]]] = {}
+    # Dims of size 1 change no size: leave them out of the names.
+    sized = [d for d in range(len(shape)) if shape[d] > 1]
+    for count in range(len(sized) + 1):
+        for chosen in itertools.combinations(sized, count):
+            by_size.setdefault(math.prod(shape[d] for d in chosen), []).append(chosen)
+    should = f"a mean over {over} divides by {_sizes(dims, shape)}"
+    found = []
+    for size, choices in by_size.items():
+        if size == right:
+            continue
+        if size == 1:
+            found.append((1, f"is the sum over {over}, not divided: {should}, or use .mean"))
+            continue
+        named = " or ".join(_sizes(chosen, shape) for chosen in choices)
+        found.append((size, f"is the sum over {over} divided by {named}; {should}"))
+    return found
+
+
+def divided_sum_hint(value: object, x: torch.Tensor, dims: Sequence[int],
+                     over: str) -> str | None:
+    """When ``value`` is ``x``'s sum over ``dims`` divided by the wrong size, the hint saying by
+    which (see ``wrong_divisors``); None otherwise. ``value`` may keep the reduced dims or not."""
+    if not isinstance(value, torch.Tensor):
+        return None
+    total = x.sum(dim=tuple(dims), keepdim=True)
+    if total.numel() != value.numel():
+        return None
+    total = total.reshape(value.shape)
+    for size, hint in wrong_divisors(tuple(x.shape), dims, over):
+        if tensors_close(value, total / size):
+            return hint
+    return None

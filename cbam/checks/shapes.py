@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cbam.checks.report import CheckFailed, expect_shape, run_checks
+from cbam.checks.report import CheckFailed, divided_sum_hint, expect_shape, run_checks
 
 Tensor = torch.Tensor
 DIM_NAMES = ("N", "C", "H", "W")
@@ -114,6 +114,7 @@ def _pair(function: Callable, x: Tensor) -> Callable[[], tuple[object, object]]:
 def _reduction_checks(
     function: Callable, dims: tuple[int, ...], over: str, shape_text: str
 ) -> list[tuple[str, Callable[[], object]]]:
+    over_dims = " and ".join(DIM_NAMES[d] for d in dims)
     x = feature_map()
     result = _pair(function, x)
     mean, maximum = x.mean(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
@@ -127,8 +128,12 @@ def _reduction_checks(
     def mean_checked():
         if swapped():
             raise CheckFailed("mean and max are swapped: return (mean, max) in that order")
+        value = expect_reduction(result()[0], x, dims, "mean")
+        divided = divided_sum_hint(value, x, dims, over_dims)
+        if divided:
+            raise CheckFailed(f"mean {divided}")
         expect_values(
-            expect_reduction(result()[0], x, dims, "mean"),
+            value,
             mean,
             "mean",
             f"expected the average over {over}; sum or max gives other numbers",

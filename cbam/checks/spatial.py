@@ -25,10 +25,12 @@ from cbam.checks.gradients import expect_gradients, expect_input_gradient
 from cbam.checks.own_work import OwnWork
 from cbam.checks.report import (
     CheckFailed,
+    divided_sum_hint,
     expect_shape,
     feature_map,
     run_seeded_checks,
     tensors_close,
+    wrong_divisors,
 )
 
 Tensor = torch.Tensor
@@ -94,8 +96,9 @@ def _check_pool_values(channel_pool: Callable, shape: tuple[int, ...]) -> None:
             "cbam.SpatialAttention put the mean first, [mean, max]"
         )
     first, second = pooled[:, :1], pooled[:, 1:]
-    if tensors_close(second, mx) and tensors_close(first, x.sum(dim=1, keepdim=True)):
-        raise CheckFailed("channel 0 is the sum over C: divide by C (use .mean)")
+    divided = divided_sum_hint(first, x, (1,), "C")
+    if tensors_close(second, mx) and divided:
+        raise CheckFailed(f"channel 0 {divided}")
     which = "channel 0 (the mean)" if not tensors_close(first, mean) else "channel 1 (the max)"
     raise CheckFailed(f"{which} differs, for x of shape {shape}")
 
@@ -286,6 +289,7 @@ def _map_mistakes(reference: ReferenceSpatialAttention, x: Tensor) -> list[tuple
         return F.conv2d(pooled, conv.weight, conv.bias)
 
     n, _, h, w = logits.shape
+    total = x.sum(dim=1, keepdim=True)
     return [
         (
             "[max, mean] order (the authors'): this exercise pools [mean, max] like "
@@ -308,10 +312,6 @@ def _map_mistakes(reference: ReferenceSpatialAttention, x: Tensor) -> list[tuple
             s(conv(torch.cat([mx, mx], 1))),
         ),
         (
-            "the first channel is the sum over C: use the mean",
-            s(conv(torch.cat([x.sum(dim=1, keepdim=True), mx], 1))),
-        ),
-        (
             "a BatchNorm after the convolution: Eq. 3 has none",
             s(F.batch_norm(logits, None, None, training=True)),
         ),
@@ -322,6 +322,9 @@ def _map_mistakes(reference: ReferenceSpatialAttention, x: Tensor) -> list[tuple
         ),
         ("padded by reflection: Eq. 3's convolution pads with zeros", s(padded("reflect"))),
         ("padded by replication: Eq. 3's convolution pads with zeros", s(padded("replicate"))),
+    ] + [
+        (f"the first channel {hint}", s(conv(torch.cat([total / size, mx], 1))))
+        for size, hint in wrong_divisors(tuple(x.shape), (1,), "C")
     ]
 
 
