@@ -214,12 +214,20 @@ def run_experiment(
     command = command or ["python", *sys.argv]
     result = _start(name, mode, settings, out)
     # The invocation that adds runs signs the file; "seconds" adds up every run's own time.
+    earlier = result["provenance"]
     result["provenance"] = store.provenance(command, device, threads) | {
-        "seconds": result["provenance"].get("seconds", 0.0)
+        "seconds": earlier.get("seconds", 0.0)
     }
+    if "copied" in earlier:
+        result["provenance"]["copied"] = earlier["copied"]
     keep = set(keep_models)
     done = {(run["variant"], run["seed"]) for run in result["runs"]}
     todo = [(v, s) for s in seeds for v in variants if (v, s) not in done]
+    copies = _shared_runs(experiment, mode, settings, todo)
+    if copies:
+        result["provenance"]["copied"] = result["provenance"].get("copied", {}) | {
+            variant: copied_from for variant, copied_from, _ in copies.values()
+        }
 
     def model_path(variant: str, seed: int) -> Path | None:
         if seed not in keep or out is None:
@@ -237,6 +245,9 @@ def run_experiment(
         if out is not None:
             store.save(result, out)
 
+    for _, _, record in copies.values():
+        finished(record)
+    todo = [task for task in todo if task not in copies]
     tasks = [(name, v, s, settings, str(device), model_path(v, s)) for v, s in todo]
     bar = tqdm(total=len(tasks), disable=not progress, unit="run", desc=name)
     try:
@@ -256,6 +267,34 @@ def run_experiment(
     finally:
         bar.close()
     return result
+
+
+def _shared_runs(
+    experiment: Experiment, mode: str, settings: Settings, todo: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[str, dict, dict]]:
+    """The runs of ``todo`` another experiment's stored file already holds: the same network
+    under the same settings (``Experiment.shared``). (variant, seed) -> (variant, where the run
+    was copied from, the record). A missing file or run, or other settings, copies nothing."""
+    copies = {}
+    for variant, seed in todo:
+        if variant not in experiment.shared:
+            continue
+        source, source_variant = experiment.shared[variant]
+        try:
+            stored = store.load(source)
+        except FileNotFoundError:
+            continue
+        same = stored["mode"] == mode and stored["settings"] == store.normalise(settings.as_dict())
+        runs = [r for r in stored["runs"] if (r["variant"], r["seed"]) == (source_variant, seed)]
+        if same and runs:
+            record = dict(runs[0], variant=variant)
+            copied_from = {
+                "experiment": source,
+                "variant": source_variant,
+                "commit": stored["provenance"].get("commit", "unknown"),
+            }
+            copies[(variant, seed)] = (variant, copied_from, record)
+    return copies
 
 
 def _start(name: str, mode: str, settings: Settings, out: str | Path | None) -> dict:

@@ -30,10 +30,10 @@ instead of the average. Every module uses the experiment's reduction ratio where
 
 **Shared configurations.** Some variants are the same network under the same settings in two
 experiments, so the same seed gives the same run: ``attention``'s cbam = ``spatial``'s pool-k7 =
-``arrangement``'s channel-first = ``controls``' cbam; ``attention``'s se = ``pooling``'s avg;
-``attention``'s channel = ``pooling``'s avg+max; ``attention``'s baseline = ``controls``'
-baseline = ``successors``' baseline, and the same for se and cbam in ``successors``. The first
-four experiments hold ten distinct configurations, not fourteen.
+``arrangement``'s channel-first; ``attention``'s se = ``pooling``'s avg; ``attention``'s
+channel = ``pooling``'s avg+max. The first four experiments hold ten distinct configurations,
+not fourteen (they were trained again in each, and agree). ``controls`` and ``successors`` copy
+their shared runs (``Experiment.shared``) from ``attention``'s stored file instead.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class Experiment:
     epoch_factor: int = 1
     # variant -> the network's head pooling where it is not "avg" (cbam.resnet.HEAD_POOLS).
     head_pools: Mapping[str, str] = field(default_factory=dict)
+    # variant -> (experiment, variant): the same network under the same settings, whose stored
+    # runs are copied instead of trained again (a seed gives the same run in both).
+    shared: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def reference(self) -> str:
@@ -167,6 +170,7 @@ EXPERIMENTS = {
             # The paper has no row for these; Table 4's plain network and CBAM are the two ends.
             {"baseline": 24.56, "cbam": 22.66},
             head_pools={"max-head": "max"},
+            shared={"baseline": ("attention", "baseline"), "cbam": ("attention", "cbam")},
         ),
         Experiment(
             "budget",
@@ -192,6 +196,7 @@ EXPERIMENTS = {
             # Only CBAM's Table 4 has one baseline for all; the successors' own papers each
             # trained their own, so their numbers are in lesson 08, not here.
             {"baseline": 24.56, "se": 23.14, "cbam": 22.66},
+            shared={v: ("attention", v) for v in ("baseline", "se", "cbam")},
         ),
     )
 }
