@@ -274,7 +274,8 @@ def _shared_runs(
 ) -> dict[tuple[str, int], tuple[str, dict, dict]]:
     """The runs of ``todo`` another experiment's stored file already holds: the same network
     under the same settings (``Experiment.shared``). (variant, seed) -> (variant, where the run
-    was copied from, the record). A missing file or run, or other settings, copies nothing."""
+    was copied from, the record). A missing file or run, other settings or another machine
+    copies nothing."""
     copies = {}
     for variant, seed in todo:
         if variant not in experiment.shared:
@@ -284,7 +285,14 @@ def _shared_runs(
             stored = store.load(source)
         except FileNotFoundError:
             continue
-        same = stored["mode"] == mode and stored["settings"] == store.normalise(settings.as_dict())
+        # Only runs made where this one runs: elsewhere float rounding alone moves a run's final
+        # accuracy by points (training amplifies a 1e-5 difference in the first loss), so a
+        # copied run would be paired with a run of another machine, not the same computation.
+        same = (
+            stored["mode"] == mode
+            and stored["settings"] == store.normalise(settings.as_dict())
+            and store.same_machine(stored)
+        )
         runs = [r for r in stored["runs"] if (r["variant"], r["seed"]) == (source_variant, seed)]
         if same and runs:
             record = dict(runs[0], variant=variant)

@@ -32,8 +32,9 @@ instead of the average. Every module uses the experiment's reduction ratio where
 experiments, so the same seed gives the same run: ``attention``'s cbam = ``spatial``'s pool-k7 =
 ``arrangement``'s channel-first; ``attention``'s se = ``pooling``'s avg; ``attention``'s
 channel = ``pooling``'s avg+max. The first four experiments hold ten distinct configurations,
-not fourteen (they were trained again in each, and agree). ``controls`` and ``successors`` copy
-their shared runs (``Experiment.shared``) from ``attention``'s stored file instead.
+not fourteen (they were trained again in each). ``controls`` and ``successors`` copy their shared
+runs (``Experiment.shared``) from ``attention``'s stored file where that file was made on the
+same kind of machine, and train them again where it was not.
 """
 
 from __future__ import annotations
