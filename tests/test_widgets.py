@@ -186,7 +186,10 @@ def test_shape_explorer_reduction_larger_than_channels_keeps_one_hidden_unit():
     explorer = ShapeExplorer(channels=8)
     explorer.controls["reduction"].value = 64
     assert explorer.error is None
-    assert "C // r = 1, ReLU" in explorer.shape_text
+    # 8 // 64 = 0: the label says so, and the width the module really has.
+    assert ("Linear C → max(C // r, 1) = 1, ReLU (C // r = 0, so the hidden width is 1)"
+            in explorer.shape_text)
+    assert "C // r = 1" not in explorer.shape_text
 
 
 def test_shape_explorer_enables_only_the_controls_of_the_module():

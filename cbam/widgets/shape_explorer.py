@@ -41,8 +41,20 @@ def build_module(
         return CBAM(channels, reduction, kernel_size, arrangement=arrangement)
 
 
+def _hidden_label(hidden: int, channels: int, reduction: float | None) -> str:
+    """The MLP's first layer; where C // r is below the minimum width, the width it really has."""
+    if reduction is None:
+        return f"channel: Linear C → hidden width {hidden}, ReLU"
+    quotient = int(channels // reduction)
+    if quotient == hidden:
+        return f"channel: Linear C → C // r = {hidden}, ReLU"
+    return (f"channel: Linear C → max(C // r, 1) = {hidden}, ReLU "
+            f"(C // r = {quotient}, so the hidden width is {hidden})")
+
+
 def trace_shapes(
-    model: nn.Module, batch: int, channels: int, height: int, width: int
+    model: nn.Module, batch: int, channels: int, height: int, width: int,
+    reduction: float | None = None,
 ) -> list[Step]:
     """Run ``model`` on an (N, C, H, W) meta tensor and return (step, shape) in the order the
     steps happen.
@@ -51,7 +63,7 @@ def trace_shapes(
     module's own. Where a map multiplies features, the product's shape is the broadcast of the
     map's shape with the features' (every feature map in the block is N x C x H x W); each map
     is applied as soon as it is made, except in CBAM's parallel arrangement, which applies both
-    maps to x at the end.
+    maps to x at the end. ``reduction``, when given, lets the MLP's step show C // r.
     """
     for name, value in (("batch", batch), ("height", height), ("width", width)):
         check_positive_int(name, value)
@@ -82,7 +94,7 @@ def trace_shapes(
     if channel is not None:
         pools = "; ".join(channel.pool_types)
         before(channel.mlp, f"channel: [{pools}] pooled over H, W, stacked (P, N, C)")
-        after(channel.mlp[0], f"channel: Linear C → C // r = {channel.hidden_channels}, ReLU")
+        after(channel.mlp[0], _hidden_label(channel.hidden_channels, channels, reduction))
         after(channel.mlp[2], "channel: Linear back to C")
         before(channel.gate, "channel: sum over the P descriptors")
         after(
@@ -133,7 +145,7 @@ def shape_flow(
     ('channel: M_c ⊗ input, broadcast over H, W', (2, 64, 32, 32))
     """
     model = build_module(module, channels, reduction, kernel_size, arrangement)
-    return trace_shapes(model, batch, channels, height, width)
+    return trace_shapes(model, batch, channels, height, width, reduction)
 
 
 def parameter_table(model: nn.Module) -> list[tuple[str, tuple[int, ...], int]]:
@@ -253,7 +265,8 @@ class ShapeExplorer(Explorer):
                 values["arrangement"],
             )
             self.steps = trace_shapes(
-                model, values["batch"], values["channels"], values["height"], values["width"]
+                model, values["batch"], values["channels"], values["height"], values["width"],
+                values["reduction"],
             )
             self.params = parameter_table(model)
         except (ValueError, TypeError, RuntimeError) as error:
