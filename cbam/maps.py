@@ -9,6 +9,10 @@ of a ``with`` block:
 >>> maps["layer1.0.attention.spatial"][0].shape   # one entry per forward call
 torch.Size([8, 1, 56, 56])
 
+``logits=True`` records what each gate receives instead, the map before its sigmoid: it ranks
+positions exactly as the map does, where float32's sigmoid has rounded high logits to one value
+(it returns exactly 1.0 for every logit above about 17).
+
 On a CPU, a CBAM block whose gates are hooked runs its plain PyTorch code instead of its C
 kernel (``cbam.fast.cpu_kernel``), which never calls the gates: the output is then the same up to
 float rounding (about 1e-7 relative), not to the bit.
@@ -40,7 +44,7 @@ GATED = (
 
 @contextmanager
 def record_attention(
-    model: nn.Module, *, detach: bool = True
+    model: nn.Module, *, detach: bool = True, logits: bool = False
 ) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Collect the map of every attention module inside ``model``: CBAM's channel and spatial
     modules, SE, and ``cbam.successors``' modules.
@@ -55,17 +59,22 @@ def record_attention(
     ``detach=False`` keeps the maps in the autograd graph, to take gradients through them; CBAM
     blocks then run their plain code, whose maps are connected to the block's input (the fused
     training path computes its maps from detached copies).
+
+    ``logits=True`` records each gate's input instead of its output: the same shapes, before
+    the sigmoid (``torch.sigmoid`` of them gives the maps).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"record_attention expects a torch.nn.Module, got {type(model).__name__}")
     check_flag("detach", detach)
+    check_flag("logits", logits)
     maps: dict[str, list[torch.Tensor]] = defaultdict(list)
     handles = []
     unfused = []
 
     def keeper(name: str):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            maps[name].append(output.detach() if detach else output)
+        def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            seen = inputs[0] if logits else output
+            maps[name].append(seen.detach() if detach else seen)
 
         return hook
 

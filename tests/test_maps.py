@@ -177,3 +177,18 @@ def test_bad_arguments(model, detach, error, fragments):
             pass
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+def test_logits_are_what_the_gates_receive():
+    model = several_blocks().eval()
+    x = torch.randn(2, 8, 10, 6)
+    with record_attention(model) as maps, record_attention(model, logits=True) as logits:
+        model(x)
+    assert set(maps) == set(logits)
+    for name in maps:
+        assert logits[name][0].shape == maps[name][0].shape
+        torch.testing.assert_close(torch.sigmoid(logits[name][0]), maps[name][0])
+    assert any((logits[name][0] < 0).any() for name in logits)  # before the sigmoid
+    assert all_hooks(model) == 0
+    with pytest.raises((TypeError, ValueError)), record_attention(model, logits="yes"):
+        pass
