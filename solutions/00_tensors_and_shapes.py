@@ -128,7 +128,7 @@ print("AdaptiveAvgPool2d(1) is the mean over H, W:",
 def global_descriptors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and max of every channel over its H x W positions, each of shape (N, C, 1, 1)."""
     ### BEGIN SOLUTION
-    ### STUB: return (mean, max) over dims 2 and 3, each of shape (N, C, 1, 1)
+    ### STUB: return (mean, max) of each channel over its H x W positions, kept as (N, C, 1, 1)
     mean = x.mean(dim=(2, 3), keepdim=True)
     maximum = x.amax(dim=(2, 3), keepdim=True)
     return mean, maximum
@@ -160,7 +160,7 @@ print("mean", tuple(mean.shape), " max", tuple(maximum.shape))
 def pool_over_channels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and max over the channels at every position, each of shape (N, 1, H, W)."""
     ### BEGIN SOLUTION
-    ### STUB: return (mean, max) over dim 1, each of shape (N, 1, H, W)
+    ### STUB: return (mean, max) over the channels at each position, kept as (N, 1, H, W)
     mean = x.mean(dim=1, keepdim=True)
     maximum = x.amax(dim=1, keepdim=True)
     return mean, maximum
@@ -229,7 +229,7 @@ print("position (3, 4) of image 0 is scaled by one weight:",
 def apply_gate(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """x (N, C, H, W) with channel c of image n scaled by weights[n, c]; weights is (N, C)."""
     ### BEGIN SOLUTION
-    ### STUB: reshape weights to (N, C, 1, 1), then multiply (without changing x)
+    ### STUB: give the (N, C) weights a channel gate's shape, then multiply into a new tensor
     return x * weights[:, :, None, None]
     ### END SOLUTION
 
