@@ -107,13 +107,17 @@ def test_variants_see_the_same_batches_in_the_same_order(tiny, monkeypatch):
         assert torch.equal(a, b)
 
 
+# Variants with no channel MLP: no module, a 1-D convolution (ECA), or no weights at all (SimAM).
+WITHOUT_MLP = {"baseline", "max-head", "spatial", "eca", "eca-max", "coordinate", "simam"}
+
+
 def test_every_channel_mlp_has_at_least_four_hidden_units():
     for name, experiment in experiments.EXPERIMENTS.items():
         for variant in experiment.variants:
             model = experiments.build_model(experiment, variant, 0, experiments.QUICK, 4)
             widths = [m.hidden_channels for m in model.modules() if hasattr(m, "hidden_channels")]
             assert all(w >= 4 for w in widths), (name, variant, widths)
-            assert (widths != []) == (variant != "baseline"), (name, variant)
+            assert (widths != []) == (variant not in WITHOUT_MLP), (name, variant)
 
 
 def test_each_variant_builds_the_module_it_names():
@@ -265,19 +269,20 @@ STORED = list(experiments.EXPERIMENTS)
 def test_the_stored_runs_are_what_the_course_says(name):
     result = experiments.load(name)
     experiment = experiments.get_experiment(name)
+    settings = experiment.settings("quick")
     assert result["experiment"] == name and result["mode"] == "quick"
-    assert result["settings"] == store.normalise({"s": experiments.QUICK.as_dict()})["s"], (
+    assert result["settings"] == store.normalise({"s": settings.as_dict()})["s"], (
         "the quick settings changed since these runs were made: re-make them with "
         f"`make experiments` (cbam-course experiment {name} ...)"
     )
     seeds = {}
     for run in result["runs"]:
         seeds.setdefault(run["variant"], set()).add(run["seed"])
-        assert len(run["val_acc"]) == len(run["train_loss"]) == experiments.QUICK.epochs
+        assert len(run["val_acc"]) == len(run["train_loss"]) == settings.epochs
         assert run["final_val_acc"] == run["val_acc"][-1]
     assert set(seeds) == set(experiment.variants)
     paired = set.intersection(*seeds.values())
-    assert len(paired) >= 10 and all(s == paired for s in seeds.values())
+    assert len(paired) >= experiment.seeds and all(s == paired for s in seeds.values())
     for variant in experiment.variants:
         assert plateau_change(result, variant) <= 1.0, f"{variant} has not plateaued"
     rows = {row.variant: row for row in summarize(result)}
@@ -321,7 +326,14 @@ def check_reproduced(stored: dict, run: dict) -> None:
 
 
 # One re-run of each stored experiment, about a minute each; the first one through the command.
-RERUNS = {"pooling": ("max", 3), "spatial": ("conv1x1-k3", 7), "arrangement": ("parallel", 9)}
+RERUNS = {
+    "pooling": ("max", 3),
+    "spatial": ("conv1x1-k3", 7),
+    "arrangement": ("parallel", 9),
+    "controls": ("max-head", 2),
+    "budget": ("channel", 4),
+    "successors": ("simam", 6),
+}
 
 
 def test_the_command_reproduces_a_stored_run(tmp_path):
@@ -338,7 +350,7 @@ def test_the_command_reproduces_a_stored_run(tmp_path):
 @pytest.mark.parametrize("name", sorted(RERUNS))
 def test_a_stored_run_is_reproduced(name):
     variant, seed = RERUNS[name]
-    run = runner.run_one(name, variant, seed, experiments.QUICK)
+    run = runner.run_one(name, variant, seed, experiments.get_experiment(name).settings("quick"))
     check_reproduced(experiments.load(name), run)
 
 
@@ -385,6 +397,26 @@ def test_the_same_module_and_seed_give_the_same_run_in_two_experiments():
         assert pooling["avg+max", seed] == attention["channel", seed]
         assert spatial["pool-k7", seed] == attention["cbam", seed]
         assert arrangement["channel-first", seed] == attention["cbam", seed]
+
+
+def test_runs_shared_by_the_newer_experiments_agree_or_are_copied():
+    """controls and successors hold the plain network and CBAM too: trained on the same kind of
+    machine they must agree to the bit; copied (``Experiment.shared``) they say from where."""
+    controls, successors = experiments.load("controls"), experiments.load("successors")
+
+    def made_on(result: dict) -> tuple:
+        return tuple(result["provenance"].get(k) for k in ("device", "cpu", "cpu_capability",
+                                                            "torch", "python"))  # fmt: skip
+
+    assert made_on(controls) == made_on(successors), "re-make both on one machine"
+    for variant in ("baseline", "cbam"):
+        a = {r["seed"]: r["val_acc"] for r in controls["runs"] if r["variant"] == variant}
+        b = {r["seed"]: r["val_acc"] for r in successors["runs"] if r["variant"] == variant}
+        assert a == b, variant
+    for result in (controls, successors):
+        copied = result["provenance"].get("copied", {})
+        experiment = experiments.get_experiment(result["experiment"])
+        assert set(copied) <= set(experiment.shared)
 
 
 def test_an_interval_never_hides_its_side_of_zero():

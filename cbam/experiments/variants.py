@@ -64,6 +64,8 @@ class Experiment:
     paper_top1_error: dict[str, float]
     # The mode's epochs (cbam.experiments.settings) are multiplied by this.
     epoch_factor: int = 1
+    # How many paired seeds its stored runs hold, fixed before they were run.
+    seeds: int = 10
     # variant -> the network's head pooling where it is not "avg" (cbam.resnet.HEAD_POOLS).
     head_pools: Mapping[str, str] = field(default_factory=dict)
     # variant -> (experiment, variant): the same network under the same settings, whose stored
@@ -179,6 +181,8 @@ EXPERIMENTS = {
             dict(_TABLE4),
             {"baseline": 24.56, "se": 23.14, "channel": 22.80, "cbam": 22.66},
             epoch_factor=2,
+            # Each run costs two: five seeds show whether the ranking holds, not small gaps.
+            seeds=5,
         ),
         Experiment(
             "successors",
