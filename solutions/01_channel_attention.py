@@ -185,8 +185,9 @@ for row in experiments.summarize(pooling)[1:]:
 # What the miniature can and cannot show: it measures these choices on one small task, with one
 # small network (r = 4, so that every MLP has at least 4 hidden units), over ten seeds; it
 # cannot confirm or refute a gap of a few tenths of a point on ImageNet. Both are evidence about
-# their own setting. timm's documentation adds a warning worth keeping in mind: CBAM's results
-# are mixed, and it can hurt some tasks.
+# their own setting. timm's implementation carries a warning worth keeping in mind, in the
+# module docstring of `timm/layers/cbam.py` (Ross Wightman, 2020): results with these layers
+# "have been mixed", and they "can significantly reduce performance on some tasks".
 
 # %% [markdown]
 # ## Step 2 · The shared MLP
@@ -291,11 +292,22 @@ for c in (4, 8, 24, 40, 64, 256, 2048):
     print(f"{c:>5} {c // 8:>6} {c // 16:>6} {timm_width:>6} {max(c // 16, 1):>14}")
 
 # %% [markdown]
-# The rules do not agree, even at the widths of a ResNet: $\lfloor C/8 \rfloor$ is twice
-# $\lfloor C/16 \rfloor$ at every width from 64 up, so the $C/8$ MLP has twice the hidden units
-# and about twice the parameters of the paper's. The other three rules agree whenever $C$ is a
+# The rules do not agree, even at the widths of a ResNet. $\lfloor C/8 \rfloor$ is twice
+# $\lfloor C/16 \rfloor$ at every multiple of 16, so at every ResNet width the $C/8$ MLP has
+# twice the hidden units and about twice the parameters of the paper's. Between multiples of 16
+# it is not always twice: where $C$ leaves a remainder of 8 or more on division by 16, it is one
+# more than twice.
+
+# %%
+for c in (64, 70, 72, 80):
+    print(f"C = {c}: C // 8 = {c // 8}, C // 16 = {c // 16}, twice: {c // 8 == 2 * (c // 16)}")
+print("C // 8 == 2 * (C // 16) + (1 if C % 16 >= 8 else 0) for C = 1 ... 4096:",
+      all(c // 8 == 2 * (c // 16) + (c % 16 >= 8) for c in range(1, 4097)))
+
+# %% [markdown]
+# The other three rules (the authors', timm's and this course's) agree whenever $C$ is a
 # multiple of 16, as every ResNet width is; at other widths timm's rounding can differ by one
-# (24 and 40). Below 16 the two floor rules reach 0 ($\lfloor C/8 \rfloor$ below 8), and only
+# (24 and 40 in the table above). Below 16 the two floor rules reach 0 ($\lfloor C/8 \rfloor$ below 8), and only
 # the rules that keep at least 1 leave the MLP any weights.
 #
 # ### Pitfall: a hidden width of 0 halves every feature, silently
