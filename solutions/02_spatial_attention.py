@@ -396,8 +396,9 @@ for row in experiments.summarize(spatial_runs)[1:]:
 # The paper's four numbers span 0.30 points of error, from single runs; the miniature's
 # intervals say which of its own differences ten seeds can resolve, on its task and at its
 # size (16 × 16 images: a 7 × 7 window spans almost half the width of the first stage's map).
-# Neither settles the other: they measure different settings. And timm's documentation warns
-# that CBAM's results are mixed, and that it can hurt some tasks.
+# Neither settles the other: they measure different settings. And the module docstring of
+# timm's `timm/layers/cbam.py` (Ross Wightman, 2020) warns that results with these layers "have
+# been mixed" and that they "can significantly reduce performance on some tasks".
 
 # %% [markdown]
 # ## Explore: the spatial map over an image
