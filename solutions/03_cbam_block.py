@@ -333,8 +333,9 @@ for row in experiments.summarize(arrangement_runs)[1:]:
 # %% [markdown]
 # A difference counts only when its 95 % interval excludes 0. The paper's gaps are tenths of a
 # point from single runs; the miniature's say what ten seeds resolve on one small task. Neither
-# is a verdict on the other's setting, and timm's documentation warns that CBAM's results are
-# mixed and that it can hurt some tasks. The library keeps all three arrangements
+# is a verdict on the other's setting, and the module docstring of timm's `timm/layers/cbam.py`
+# (Ross Wightman, 2020) warns that results with these layers "have been mixed" and that they
+# "can significantly reduce performance on some tasks". The library keeps all three arrangements
 # (`cbam.CBAM(C, arrangement="parallel")`) so that you can test the claim on your own task.
 #
 # The library's block, with its defaults, is the paper's: channel-first, $r = 16$, $k = 7$.
