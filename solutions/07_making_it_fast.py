@@ -267,7 +267,8 @@ print(f"the largest share inside the blocks: {largest}")
 #
 # So the floor depends on what the caches hold, and the comparison with `x.clone()` means what
 # it says only when the whole tensor is larger than the caches (otherwise the copy, too, runs
-# from a cache). The cell reads this machine's cache sizes and works out the floor here.
+# from a cache). The cell reads this machine's cache sizes (on a GPU, the size of its L2) and
+# works out the floor here.
 
 # %% tags=["nbval-ignore-output"]
 K = 7  # the spatial gate's kernel size
@@ -276,10 +277,14 @@ itemsize = torch.finfo(torch.float32).bits // 8
 working_sets = {"the whole tensor": n * c * h * w * itemsize,
                 "one image (C·H·W)": c * h * w * itemsize,
                 f"{K} rows of an image (C·{K}·W)": c * K * w * itemsize}
-caches = cache_sizes()  # {} where the system does not say (the floor is then left open)
+if DEVICE.type == "cuda":  # the timings run on the GPU: its L2 is the cache that counts
+    l2 = getattr(torch.cuda.get_device_properties(DEVICE), "L2_cache_size", 0)
+    caches = {"the GPU's L2": l2} if l2 else {}
+else:
+    caches = cache_sizes()  # {} where the system does not say (the floor is then left open)
 if caches:
-    print("data caches of one core:", ", ".join(f"{name} {size / 2**10:,.0f} KiB"
-                                                for name, size in caches.items()))
+    print("data caches:", ", ".join(f"{name} {size / 2**10:,.0f} KiB"
+                                    for name, size in caches.items()))
 else:
     print("this system does not report its cache sizes")
 for what, size in working_sets.items():
