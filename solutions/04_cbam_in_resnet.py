@@ -147,9 +147,8 @@ print("same output as cbam.resnet.Bottleneck:", torch.allclose(mine(x), block(x)
 #
 # The width inside a bottleneck changes twice, and `planes` is the name at hand. The first commit
 # of the authors' code built the attention module with `planes` channels instead of
-# `planes * expansion`, and a later port in mmdetection (issue 10190) repeated the slip. The
-# block then hands a 256-channel tensor to a module built for 64. With the library's modules the
-# error says so:
+# `planes * expansion`. The block then hands a 256-channel tensor to a module built for 64.
+# With the library's modules the error says so:
 
 # %%
 too_narrow = cbam.CBAM(64)  # planes, where planes * expansion = 256 was needed
@@ -541,9 +540,10 @@ print(f"CBAM inserted at b = 0:   {accuracy(preserved):.0%}, the same logits: {s
 # | ResNet-50 + SE | 28.09 M | 3.860 | 23.14 | 6.70 |
 # | ResNet-50 + CBAM | 28.09 M | 3.864 | 22.66 | 6.31 |
 #
-# This course reproduced the first two columns and cites the last two. Lesson 05 trains the
-# three networks on tasks small enough for a laptop, where you can watch the comparison happen
-# yourself, at a much smaller scale.
+# This course reproduced the first two columns and cites the last two. Lesson 05 trains small
+# ResNets on tasks small enough for a laptop, in four variants: plain, with SE, with CBAM's
+# channel module alone, and with CBAM. There you can watch the comparison happen yourself, at a
+# much smaller scale.
 
 # %% [markdown]
 # ## Pitfalls
