@@ -237,7 +237,8 @@ print(f"the largest share inside the blocks: {largest}")
 # input channels, 1 output channel: a negligible share of the MACs, and not a shape
 # convolution libraries optimise for), and the rest the poolings, the gates' products,
 # sigmoids and concatenations, which do almost no arithmetic; the cell adds those up and names
-# the largest row. Which row leads depends on the machine and its libraries. Only a profile or
+# the largest row. *(between operations)* is time inside a block outside any operation: Python
+# running the forward, the labelling hooks and the profiler's own bookkeeping. Which row leads depends on the machine and its libraries. Only a profile or
 # a clock tells what an operation costs on the machine at hand; a MAC count cannot.
 
 # %% [markdown]
