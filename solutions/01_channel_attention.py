@@ -307,8 +307,8 @@ print("C // 8 == 2 * (C // 16) + (1 if C % 16 >= 8 else 0) for C = 1 ... 4096:",
 # %% [markdown]
 # The other three rules (the authors', timm's and this course's) agree whenever $C$ is a
 # multiple of 16, as every ResNet width is; at other widths timm's rounding can differ by one
-# (24 and 40 in the table above). Below 16 the two floor rules reach 0 ($\lfloor C/8 \rfloor$ below 8), and only
-# the rules that keep at least 1 leave the MLP any weights.
+# (24 and 40 in the table above). Below 16 the two floor rules reach 0 ($\lfloor C/8 \rfloor$
+# below 8), and only the rules that keep at least 1 leave the MLP any weights.
 #
 # ### Pitfall: a hidden width of 0 halves every feature, silently
 #
