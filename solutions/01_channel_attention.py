@@ -174,12 +174,17 @@ experiments.plot_differences(experiments.summarize(pooling), ax, "pooling, ten p
 plt.show()
 
 # %% [markdown]
-# A difference counts only when its 95 % interval excludes 0 (the course's one rule); in
-# words, computed from the stored runs:
+# The course's one rule: a difference counts only when it stays significant at 5 % after Holm's
+# correction over the experiment's comparisons, here max and avg+max, each against avg. For a
+# single comparison that is "its 95 % interval excludes 0"; with several, the chance that one
+# of them looks significant by luck alone grows, and the correction raises the p-values to keep
+# that chance at 5 % (lesson 05 explains why and how). Each comparison with its interval, its
+# p-value raw and after Holm, and its verdict, computed from the stored runs:
 
 # %%
 for row in experiments.summarize(pooling)[1:]:
-    print(f"{row.variant} against avg: {row.verdict}")
+    print(f"{row.variant} against avg: {row.difference}, p = {row.difference.p_value:.4f}, "
+          f"Holm p = {row.adjusted_p:.4f}: {row.verdict}")
 
 # %% [markdown]
 # What the miniature can and cannot show: it measures these choices on one small task, with one
