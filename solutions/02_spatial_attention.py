@@ -388,13 +388,21 @@ fig, ax = plt.subplots(figsize=(6.5, 2.2))
 experiments.plot_differences(experiments.summarize(spatial_runs), ax, "ten paired seeds")
 plt.show()
 
+# %% [markdown]
+# As in lesson 01, a difference counts only when it stays significant at 5 % after Holm's
+# correction over the experiment's comparisons, here pool-k3, conv1x1-k7 and conv1x1-k3, each
+# against pool-k7 (lesson 05 explains why and how). The correction never lowers a p-value, so
+# it can take a verdict away but never grant one. Each comparison with its interval, its
+# p-value raw and after Holm, and its verdict:
+
 # %%
 for row in experiments.summarize(spatial_runs)[1:]:
-    print(f"{row.variant} against pool-k7: {row.verdict}")
+    print(f"{row.variant} against pool-k7: {row.difference}, p = {row.difference.p_value:.4f}, "
+          f"Holm p = {row.adjusted_p:.4f}: {row.verdict}")
 
 # %% [markdown]
 # The paper's four numbers span 0.30 points of error, from single runs; the miniature's
-# intervals say which of its own differences ten seeds can resolve, on its task and at its
+# verdicts say which of its own differences ten seeds can resolve, on its task and at its
 # size (16 × 16 images: a 7 × 7 window spans almost half the width of the first stage's map).
 # Neither settles the other: they measure different settings. And the module docstring of
 # timm's `timm/layers/cbam.py` (Ross Wightman, 2020) warns that results with these layers "have
