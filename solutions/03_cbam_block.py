@@ -321,6 +321,10 @@ print("same spatial map: ", torch.allclose(map_from_x, map_from_refined))
 # experiment on a laptop, but it ran its miniature (`cbam.experiments`, experiment
 # `arrangement`; lesson 05 explains the method): the three arrangements of `cbam.CBAM` in every
 # block of a small ResNet on a synthetic task, ten paired seeds each, trained to a plateau.
+# As in lessons 01 and 02, a difference counts only when it stays significant at 5 % after
+# Holm's correction over the experiment's comparisons, here spatial-first and parallel, each
+# against channel-first (lesson 05 explains why and how); below, each comparison's p-value raw
+# and after Holm stands next to its verdict.
 
 # %%
 from cbam import experiments
@@ -328,15 +332,16 @@ from cbam import experiments
 arrangement_runs = experiments.load("arrangement")
 print(experiments.paper_comparison(arrangement_runs))
 for row in experiments.summarize(arrangement_runs)[1:]:
-    print(f"{row.variant} against channel-first: {row.verdict}")
+    print(f"{row.variant} against channel-first: p = {row.difference.p_value:.4f}, "
+          f"Holm p = {row.adjusted_p:.4f}: {row.verdict}")
 
 # %% [markdown]
-# A difference counts only when its 95 % interval excludes 0. The paper's gaps are tenths of a
-# point from single runs; the miniature's say what ten seeds resolve on one small task. Neither
-# is a verdict on the other's setting, and the module docstring of timm's `timm/layers/cbam.py`
-# (Ross Wightman, 2020) warns that results with these layers "have been mixed" and that they
-# "can significantly reduce performance on some tasks". The library keeps all three arrangements
-# (`cbam.CBAM(C, arrangement="parallel")`) so that you can test the claim on your own task.
+# The paper's gaps are tenths of a point from single runs; the miniature's say what ten seeds
+# resolve on one small task. Neither is a verdict on the other's setting, and the module
+# docstring of timm's `timm/layers/cbam.py` (Ross Wightman, 2020) warns that results with these
+# layers "have been mixed" and that they "can significantly reduce performance on some tasks".
+# The library keeps all three arrangements (`cbam.CBAM(C, arrangement="parallel")`) so that you
+# can test the claim on your own task.
 #
 # The library's block, with its defaults, is the paper's: channel-first, $r = 16$, $k = 7$.
 
