@@ -103,7 +103,11 @@ def evaluate(
 
 @torch.no_grad()
 def class_accuracies(
-    model: nn.Module, loader: Iterable, num_classes: int, *, device: str | torch.device | None = None
+    model: nn.Module,
+    loader: Iterable,
+    num_classes: int,
+    *,
+    device: str | torch.device | None = None,
 ) -> list[float]:
     """The accuracy on each class's images (the fraction of class k's images predicted as k), in
     eval mode; a class with no image in ``loader`` gets NaN. The model's mode is restored."""
@@ -152,6 +156,31 @@ def _evaluation_sums(
 def _model_device(model: nn.Module) -> torch.device:
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
+
+
+def _one_cycle(
+    optimizer: torch.optim.Optimizer, lr: float, total_steps: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """A quarter of the steps warming up to ``lr``, then a cosine decay to almost zero."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25
+    )
+
+
+def epoch_learning_rates(epochs: int, steps_per_epoch: int, lr: float) -> list[float]:
+    """The mean learning rate of each epoch under ``fit``'s schedule: how much the last epochs
+    can still move the weights."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    schedule = _one_cycle(optimizer, lr, epochs * steps_per_epoch)
+    means = []
+    for _ in range(epochs):
+        total = 0.0
+        for _ in range(steps_per_epoch):
+            total += optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            schedule.step()
+        means.append(total / steps_per_epoch)
+    return means
 
 
 def fit(
@@ -220,9 +249,7 @@ def fit(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
     )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
-    )
+    schedule = _one_cycle(optimizer, lr, epochs * steps_per_epoch)
     # Scaling keeps small float16 gradients from flushing to zero; a no-op when amp is off.
     scaler = _grad_scaler(device, amp)
     history = History()

@@ -14,14 +14,17 @@ Re-make a stored result (on a CPU, one process per core)::
     cbam-course experiment attention --seeds 0-9 --jobs 2 --out cbam/results/attention.json
 """
 
+from cbam.experiments.design import break_even_correlation, seeds_needed, width_ratio
 from cbam.experiments.figures import paper_comparison, plot_differences
 from cbam.experiments.runner import build_model, parse_seeds, run_experiment, run_one
 from cbam.experiments.settings import FULL, MODES, QUICK, Settings, settings_for
 from cbam.experiments.stats import (
     Interval,
     VariantSummary,
+    equivalence_margin,
     final_accuracies,
     format_table,
+    holm,
     mean_interval,
     plateau_change,
     summarize,
@@ -44,9 +47,12 @@ __all__ = [
     "Interval",
     "Settings",
     "VariantSummary",
+    "break_even_correlation",
     "build_model",
+    "equivalence_margin",
     "format_table",
     "get_experiment",
+    "holm",
     "load",
     "load_model_state",
     "mean_interval",
@@ -57,7 +63,9 @@ __all__ = [
     "plot_differences",
     "run_experiment",
     "run_one",
+    "seeds_needed",
     "settings_for",
     "summarize",
+    "width_ratio",
     "final_accuracies",
 ]

@@ -40,13 +40,16 @@ def paper_comparison(result: dict) -> str:
 def plot_differences(rows: list[VariantSummary], ax, title: str = "") -> None:
     """Each variant's paired difference from the reference with its 95 % interval; a line at 0.
 
-    The verdict rule is visible: an interval that crosses the line shows no difference.
+    The verdict is the colour: grey for "no difference shown" (an interval that crosses the
+    line, or one that excludes it but does not survive Holm's correction over the rows' family),
+    green above the reference, red below.
     """
     others = [row for row in rows if row.difference is not None]
     reference = next(row.variant for row in rows if row.difference is None)
     for y, row in enumerate(others):
         d = row.difference
-        colour = "tab:gray" if not d.excludes_zero else ("tab:green" if d.mean > 0 else "tab:red")
+        shown = row.verdict != "no difference shown"
+        colour = "tab:gray" if not shown else ("tab:green" if d.mean > 0 else "tab:red")
         ax.errorbar(
             d.mean, y, xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="o", color=colour, capsize=4
         )
