@@ -51,7 +51,7 @@ def _mean_sd(values):
 
 
 def _interval(a, b, quantile, spread=lambda d, sd: sd / math.sqrt(len(d))):
-    d = [x - y for x, y in zip(a, b)]
+    d = [x - y for x, y in zip(a, b, strict=True)]
     mean, sd = _mean_sd(d)
     half = quantile(len(d)) * spread(d, sd)
     return mean, mean - half, mean + half
@@ -70,8 +70,12 @@ def n_degrees_of_freedom(a, b):
 
 
 def population_sd(a, b):
-    return _interval(a, b, lambda n: t_quantile(0.975, n - 1),
-                     lambda d, sd: sd * math.sqrt((len(d) - 1) / len(d)) / math.sqrt(len(d)))
+    return _interval(
+        a,
+        b,
+        lambda n: t_quantile(0.975, n - 1),
+        lambda d, sd: sd * math.sqrt((len(d) - 1) / len(d)) / math.sqrt(len(d)),
+    )
 
 
 def no_sqrt_n(a, b):
@@ -111,8 +115,12 @@ def test_each_interval_slip_is_named(slip, hint, capsys):
 
 
 def test_an_interval_of_another_shape_is_told_what_to_return(capsys):
-    _caught(check_paired_interval, lambda a, b: paired_interval(a, b)[1:], capsys,
-            "should return (mean, low, high)")
+    _caught(
+        check_paired_interval,
+        lambda a, b: paired_interval(a, b)[1:],
+        capsys,
+        "should return (mean, low, high)",
+    )
 
 
 # --- holm --------------------------------------------------------------------------------------
@@ -144,8 +152,11 @@ def test_each_holm_slip_is_named(slip, hint, capsys):
     _caught(check_holm, slip, capsys, hint)
 
 
-@pytest.mark.xfail(strict=True, reason="no case of check_holm has an adjusted p-value above 1, "
-                                       "so a Holm without the cap passes")
+@pytest.mark.xfail(
+    strict=True,
+    reason="no case of check_holm has an adjusted p-value above 1, "
+    "so a Holm without the cap passes",
+)
 def test_a_holm_without_the_cap_is_caught(capsys):
     _caught(check_holm, lambda p: holm(p, cap=False), capsys, "cap each at 1")
 
@@ -211,8 +222,9 @@ def test_each_seeds_slip_is_named(slip, hint, capsys):
 
 
 def test_seeds_as_a_whole_float_is_told_to_be_an_int(capsys):
-    _caught(check_seeds_needed, lambda d, sd: float(seeds_needed(d, sd)), capsys,
-            "should return an int")
+    _caught(
+        check_seeds_needed, lambda d, sd: float(seeds_needed(d, sd)), capsys, "should return an int"
+    )
 
 
 # --- equivalence-margin ------------------------------------------------------------------------
@@ -243,8 +255,9 @@ def test_each_margin_slip_is_named(slip, hint, capsys):
 
 
 def test_a_margin_that_is_not_a_number_is_told(capsys):
-    _caught(check_equivalence_margin, lambda d: str(equivalence_margin(d)), capsys,
-            "should be a number")
+    _caught(
+        check_equivalence_margin, lambda d: str(equivalence_margin(d)), capsys, "should be a number"
+    )
 
 
 # --- the library's own functions ---------------------------------------------------------------
@@ -253,7 +266,7 @@ def test_a_margin_that_is_not_a_number_is_told(capsys):
 @pytest.mark.parametrize("check, own", [
     (check_paired_interval,
      lambda a, b: (lambda i: (i.mean, i.low, i.high))(
-         stats.mean_interval([x - y for x, y in zip(a, b)]))),
+         stats.mean_interval([x - y for x, y in zip(a, b, strict=True)]))),
     (check_holm, stats.holm),
     (check_holm, lambda p: stats.holm(p)),
     (check_width_ratio, design.width_ratio),

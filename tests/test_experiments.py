@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -425,3 +426,272 @@ def test_an_interval_never_hides_its_side_of_zero():
     assert str(Interval(1.3, -0.02, 2.7, 10)) == "+1.3 [-0.02, +2.7]"
     assert str(Interval(-0.04, -1.0, 0.9, 10)) == "-0.04 [-1.0, +0.9]"
     assert str(Interval(0.0, -1.0, 1.0, 10)) == "+0.0 [-1.0, +1.0]"
+
+
+# ---------------------------------------------------------------------------------------------
+# p-values, Holm's correction, equivalence margins
+
+
+def test_an_interval_whose_bound_touches_zero_has_p_one_minus_its_confidence():
+    from cbam.experiments.stats import Interval
+
+    # The bound at 0 means |mean| / se is exactly the interval's own t quantile.
+    assert Interval(1.7, 0.0, 3.4, 7).p_value == pytest.approx(0.05, abs=1e-12)
+    assert Interval(-1.0, -2.0, 0.0, 5).p_value == pytest.approx(0.05, abs=1e-12)
+    assert Interval(1.7, 0.0, 3.4, 7, confidence=0.9).p_value == pytest.approx(0.1, abs=1e-12)
+
+
+def test_the_p_value_matches_the_t_table():
+    from cbam.experiments.stats import Interval
+
+    # Half-width 2.262 = t(0.975, 9) from the table with 10 values: the standard error is 1, so
+    # the t statistic is the mean. The table: t = 2.262 -> p = 0.05, t = 3.250 -> p = 0.01.
+    assert Interval(2.262, 0.0, 4.524, 10).p_value == pytest.approx(0.05, abs=2e-4)
+    assert Interval(3.250, 3.250 - 2.262, 3.250 + 2.262, 10).p_value == pytest.approx(
+        0.01, abs=1e-4
+    )
+    # One degree of freedom is the Cauchy distribution: P(|T| <= 1) = 2 atan(1) / pi = 1/2.
+    # Half-width t(0.975, 1) = tan(0.475 pi) makes the standard error 1.
+    half = math.tan(0.475 * math.pi)
+    assert Interval(1.0, 1.0 - half, 1.0 + half, 2).p_value == pytest.approx(0.5, abs=1e-9)
+    # Two degrees of freedom: P(|T| <= t) = t / sqrt(2 + t^2); t(0.975, 2) = 4.303 (table,
+    # exactly sqrt(2 / (1/0.95^2 - 1)) from that formula).
+    half = math.sqrt(2 / (1 / 0.95**2 - 1))
+    assert Interval(1.0, 1.0 - half, 1.0 + half, 3).p_value == pytest.approx(
+        1 - 1 / math.sqrt(3), abs=1e-9
+    )
+
+
+def test_a_zero_width_interval_has_p_one_at_zero_and_p_zero_elsewhere():
+    from cbam.experiments.stats import Interval
+
+    assert Interval(0.0, 0.0, 0.0, 5).p_value == 1.0
+    assert Interval(2.0, 2.0, 2.0, 5).p_value == 0.0
+
+
+def test_p_below_five_percent_exactly_when_the_interval_excludes_zero():
+    for values in (
+        [1.0, 2.0, 3.0],
+        [0.1, -0.2, 0.5, 0.3],
+        [2.0, 2.5, 1.9, 2.2],
+        [-1.0, 1.0, 0.5],
+        [-3.0, -2.5, -2.0, -2.2, -1.0],
+        [0.2, 0.4, -0.1, 0.3, 0.5, 0.1],
+    ):
+        interval = mean_interval(values)
+        assert (interval.p_value < 0.05) == interval.excludes_zero, values
+
+
+def test_holm_on_hand_worked_families():
+    from cbam.experiments.stats import holm
+
+    # Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06 (kept
+    # non-decreasing); given back in the order the p-values came.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # 0.3 x 2 = 0.6, then 0.5 x 1 = 0.5 -> 0.6.
+    assert holm([0.5, 0.3]) == pytest.approx([0.6, 0.6])
+    # 0.6 x 2 = 1.2 -> capped at 1, and the larger one cannot go below it.
+    assert holm([0.7, 0.6]) == [1.0, 1.0]
+    # Ties: 0.02 x 2 = 0.04, then 0.02 x 1 -> 0.04.
+    assert holm([0.02, 0.02]) == pytest.approx([0.04, 0.04])
+    # A family of one is the raw p; an empty family is empty.
+    assert holm([0.037]) == [0.037]
+    assert holm([]) == []
+
+
+def test_holm_is_monotone_capped_and_between_raw_and_bonferroni():
+    from cbam.experiments.stats import holm
+
+    generator = torch.Generator().manual_seed(0)
+    for m in (2, 3, 5, 8):
+        for _ in range(20):
+            p = torch.rand(m, generator=generator).mul(0.4).tolist()
+            given = list(p)
+            adjusted = holm(p)
+            assert p == given  # the input is not reordered
+            order = sorted(range(m), key=lambda i: p[i])
+            assert all(adjusted[order[k - 1]] <= adjusted[order[k]] for k in range(1, m))
+            for raw, value in zip(p, adjusted, strict=True):
+                assert raw <= value <= min(1.0, m * raw) + 1e-15
+
+
+def test_the_equivalence_margin_is_the_farther_bound_of_the_90_percent_interval():
+    from cbam.experiments.stats import equivalence_margin
+    from cbam.experiments.student_t import t_quantile
+
+    # 1..5: mean 3, sd sqrt(2.5); t(0.95, 4) = 2.132 (table): 3 + 2.132 * sqrt(2.5 / 5) = 4.5076.
+    assert equivalence_margin([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(4.5076, abs=2e-4)
+    for values in (
+        [-0.6, 0.4, 0.9, -1.1, 0.2, 0.0, 0.7, -0.3, 0.5, -0.8],
+        [-2.0, -1.5, -2.5, -1.0],
+    ):
+        n = len(values)
+        half = t_quantile(0.95, n - 1) * statistics.stdev(values) / math.sqrt(n)
+        expected = abs(statistics.mean(values)) + half
+        assert equivalence_margin(values) == pytest.approx(expected, rel=1e-12)
+        assert equivalence_margin([-v for v in values]) == pytest.approx(expected, rel=1e-12)
+        # alpha = 2.5 % makes it the 95 % interval's bound.
+        wide = abs(statistics.mean(values)) + t_quantile(0.975, n - 1) * statistics.stdev(
+            values) / math.sqrt(n)  # fmt: skip
+        assert equivalence_margin(values, alpha=0.025) == pytest.approx(wide, rel=1e-12)
+
+
+def stored_shape(accuracies: dict[str, list[float]], name: str = "pooling") -> dict:
+    """A result as ``cbam.experiments.load`` returns it, accuracies in percent by seed."""
+    runs = [
+        {"variant": v, "seed": s, "final_val_acc": a / 100, "val_acc": [0.5, a / 100],
+         "train_loss": [1.0, 0.5]}
+        for v, values in accuracies.items() for s, a in enumerate(values)
+    ]  # fmt: skip
+    return {"experiment": name, "mode": "quick", "settings": {"epochs": 2},
+            "provenance": {"commit": "abc", "device": "cpu"}, "runs": runs}  # fmt: skip
+
+
+BASE = [80.0, 82.0, 84.0, 86.0, 88.0]
+
+
+def test_summarize_reads_each_difference_with_holms_correction():
+    # max - avg = [1, 2, 1, 0.2, 2.3]: mean 1.3, sd 0.8485, t = 3.426 with 4 df, between
+    # t(0.975, 4) = 2.776 and t(0.9875, 4) = 3.495: 0.025 < p < 0.05. avg+max - avg has mean 0,
+    # so p = 1; Holm doubles max's p, past 0.05.
+    result = stored_shape({
+        "avg": BASE,
+        "max": [b + d for b, d in zip(BASE, [1.0, 2.0, 1.0, 0.2, 2.3], strict=True)],
+        "avg+max": [b + d for b, d in zip(BASE, [0.5, -0.5, 1.0, -1.0, 0.0], strict=True)],
+    })  # fmt: skip
+    rows = {row.variant: row for row in summarize(result)}
+    assert rows["avg"].adjusted_p is None and rows["avg"].verdict == "reference"
+    raw = rows["max"].difference.p_value
+    assert 0.025 < raw < 0.05 and rows["max"].difference.excludes_zero
+    assert rows["avg+max"].difference.p_value == pytest.approx(1.0)
+    assert rows["max"].adjusted_p == pytest.approx(2 * raw)
+    assert rows["avg+max"].adjusted_p == pytest.approx(1.0)
+    assert rows["max"].verdict == "no difference shown"
+    assert rows["avg+max"].verdict == "no difference shown"
+
+    # max - avg = [1, 2, 1.5, 0.5, 2.5]: mean 1.5, sd 0.7906, t = 4.243, between t(0.99, 4) =
+    # 3.747 and t(0.995, 4) = 4.604: 0.01 < p < 0.02, so 2p < 0.05 still.
+    result["runs"] = [r for r in result["runs"] if r["variant"] != "max"] + [
+        {"variant": "max", "seed": s, "final_val_acc": (b + d) / 100, "val_acc": [0.5],
+         "train_loss": [1.0]}
+        for s, (b, d) in enumerate(zip(BASE, [1.0, 2.0, 1.5, 0.5, 2.5], strict=True))
+    ]  # fmt: skip
+    rows = {row.variant: row for row in summarize(result)}
+    raw = rows["max"].difference.p_value
+    assert 0.01 < raw < 0.02
+    assert rows["max"].adjusted_p == pytest.approx(2 * raw)
+    assert rows["max"].verdict == "better than the reference"
+
+
+def test_a_family_of_one_comparison_is_read_with_its_raw_p():
+    result = stored_shape(
+        {"avg": BASE, "max": [b - d for b, d in zip(BASE, [1.0, 2.0, 1.0, 0.2, 2.3], strict=True)]}
+    )
+    rows = {row.variant: row for row in summarize(result)}
+    assert rows["max"].adjusted_p == rows["max"].difference.p_value
+    assert rows["max"].verdict == "worse than the reference"
+
+
+def test_the_table_has_the_holm_column():
+    from cbam.experiments.stats import format_table
+
+    result = stored_shape({
+        "avg": BASE,
+        "max": [b + d for b, d in zip(BASE, [1.0, 2.0, 1.0, 0.2, 2.3], strict=True)],
+        "avg+max": [b + d for b, d in zip(BASE, [0.5, -0.5, 1.0, -1.0, 0.0], strict=True)],
+    })  # fmt: skip
+    rows = summarize(result)
+    lines = format_table(rows).splitlines()
+    assert "p (Holm)" in lines[0]
+    column = lines[0].index("p (Holm)") + len("p (Holm)")
+    by_variant = {line.split()[0]: line for line in lines[1:]}
+    raw = next(r for r in rows if r.variant == "max").difference.p_value
+    assert by_variant["max"][:column].endswith(f"{2 * raw:.3f}")
+    assert by_variant["avg+max"][:column].endswith("1.000")
+    assert by_variant["avg"][:column].endswith("-")
+    assert by_variant["max"].endswith("no difference shown")
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: seeds needed, and whether pairing pays
+
+
+def test_seeds_needed_by_the_normal_approximation():
+    from cbam.experiments.design import seeds_needed
+
+    # z(0.975) = 1.95996, z(0.8) = 0.84162: (2.80158 * 1.66 / 0.5)^2 = 86.51 -> 87.
+    assert seeds_needed(0.5, 1.66) == 87
+    assert seeds_needed(-0.5, 1.66) == 87
+    # (2.80158 * 1.66 / 2)^2 = 5.41 -> 6; a large difference still needs two seeds for an sd.
+    assert seeds_needed(2.0, 1.66) == 6
+    assert seeds_needed(10.0, 1.0) == 2
+    # alpha = 0.01, power = 0.9: z(0.995) = 2.5758, z(0.9) = 1.2816 -> (3.8574 * 2)^2 = 59.52.
+    assert seeds_needed(1.0, 2.0, alpha=0.01, power=0.9) == 60
+
+
+def test_exact_seeds_needed_use_t_quantiles():
+    from cbam.experiments.design import seeds_needed
+    from cbam.experiments.student_t import t_quantile
+
+    for d, sd in ((0.5, 1.66), (2.0, 1.66), (1.0, 2.0), (1.5, 0.9)):
+        normal, exact = seeds_needed(d, sd), seeds_needed(d, sd, exact=True)
+        assert exact >= normal
+
+        def enough(n, d=d, sd=sd):
+            return ((t_quantile(0.975, n - 1) + t_quantile(0.8, n - 1)) * sd / d) ** 2 <= n
+
+        assert enough(exact) and not enough(exact - 1), (d, sd, exact)
+    # Cohen's d_z = 0.5 / 1.66 = 0.30: a paired t-test at 80 % power takes about 89-90 pairs.
+    assert 87 <= seeds_needed(0.5, 1.66, exact=True) <= 90
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"difference": 0, "sd": 1.66}, "difference"),
+    ({"difference": "0.5", "sd": 1.66}, "difference"),
+    ({"difference": True, "sd": 1.66}, "difference"),
+    ({"difference": 0.5, "sd": -1.0}, "sd"),
+    ({"difference": 0.5, "sd": True}, "sd"),
+    ({"difference": 0.5, "sd": 1.66, "alpha": 1.0}, "alpha"),
+    ({"difference": 0.5, "sd": 1.66, "power": 0}, "power"),
+])  # fmt: skip
+def test_seeds_needed_names_bad_input(kwargs, named):
+    from cbam.experiments.design import seeds_needed
+
+    kwargs = dict(kwargs)
+    difference, sd = kwargs.pop("difference"), kwargs.pop("sd")
+    with pytest.raises(ValueError, match=named):
+        seeds_needed(difference, sd, **kwargs)
+
+
+def test_width_ratio():
+    from cbam.experiments.design import width_ratio
+
+    # t(0.975, 9) = 2.262 and t(0.975, 18) = 2.101 (table): uncorrelated, pairing widens by 7.7 %.
+    assert width_ratio(0.0, 10) == pytest.approx(2.262 / 2.101, abs=1e-3)
+    assert width_ratio(0.75, 10) == pytest.approx(2.262 / 2.101 * 0.5, abs=1e-3)
+    assert width_ratio(1.0, 10) == 0.0
+    ratios = [width_ratio(rho, 10) for rho in (-0.5, 0.0, 0.3, 0.6, 0.9)]
+    assert ratios == sorted(ratios, reverse=True)
+    for bad, named in ((1.5, "rho"), (True, "rho")):
+        with pytest.raises(ValueError, match=named):
+            width_ratio(bad, 10)
+    for bad in (1, 2.0, True):
+        with pytest.raises(ValueError, match="n must be"):
+            width_ratio(0.5, bad)
+
+
+def test_pairing_breaks_even_where_the_ratio_is_one():
+    from cbam.experiments.design import break_even_correlation, width_ratio
+
+    # 1 - (2.101 / 2.262)^2 = 0.137 with the table's quantiles.
+    assert break_even_correlation(10) == pytest.approx(1 - (2.101 / 2.262) ** 2, abs=1e-3)
+    # Two seeds: t(0.975, 1) = 12.706, t(0.975, 2) = 4.303 -> 1 - (4.303 / 12.706)^2 = 0.885.
+    assert break_even_correlation(2) == pytest.approx(0.885, abs=1e-3)
+    for n in (2, 3, 5, 10, 30):
+        rho = break_even_correlation(n)
+        assert width_ratio(rho, n) == pytest.approx(1.0, abs=1e-12)
+        assert width_ratio(rho + 0.01, n) < 1 < width_ratio(rho - 0.01, n)
+    evens = [break_even_correlation(n) for n in (2, 3, 5, 10, 30, 100)]
+    assert evens == sorted(evens, reverse=True) and 0 < evens[-1] < 0.05
+    with pytest.raises(ValueError, match="n must be"):
+        break_even_correlation(1)

@@ -47,7 +47,9 @@ def seeds_needed(
 ) -> int:
     """Paired seeds to detect a true mean difference ``difference`` (same units as ``sd``, the
     sd of the seeds' differences) with probability ``power`` at two-sided level ``alpha``."""
-    difference = _positive("difference", abs(difference) if difference else difference)
+    if isinstance(difference, (int, float)) and not isinstance(difference, bool):
+        difference = abs(difference)  # the sign says which variant is ahead, not how far
+    difference = _positive("difference", difference)
     sd = _positive("sd", sd)
     alpha, power = _probability("alpha", alpha), _probability("power", power)
     z = NormalDist().inv_cdf
