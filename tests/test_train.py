@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cbam.device import pick_device, run_mode
-from cbam.train import History, evaluate, fit, seed_everything, train_model
+from cbam.train import (
+    History,
+    class_accuracies,
+    epoch_learning_rates,
+    evaluate,
+    fit,
+    seed_everything,
+    train_model,
+)
 
 
 def _separable(n: int = 256, seed: int = 0) -> TensorDataset:
@@ -167,3 +177,92 @@ def test_a_step_of_ones_own_gives_the_built_in_steps_weights():
     assert h1.val_acc == h2.val_acc
     assert h2.train_loss == pytest.approx(h1.train_loss, rel=1e-6)
     assert h2.train_acc == []  # the learner's step returns no logits to count from
+
+
+class _AlwaysOne(nn.Module):
+    """Says class 1 whatever it is shown; notes the mode it was called in."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.num_classes = num_classes
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        logits = torch.zeros(x.shape[0], self.num_classes)
+        logits[:, 1] = self.scale
+        return logits
+
+
+def test_class_accuracies_of_a_model_that_always_says_one():
+    # Classes 0, 1 and 2 appear, 3 does not.
+    loader = [
+        (torch.zeros(3, 8), torch.tensor([0, 1, 2])),
+        (torch.zeros(4, 8), torch.tensor([1, 1, 0, 2])),
+    ]
+    model = _AlwaysOne()
+    model.train()
+    accuracies = class_accuracies(model, loader, 4)
+    assert accuracies[:3] == [0.0, 1.0, 0.0]
+    assert math.isnan(accuracies[3])
+    assert model.modes == [False, False]  # evaluated in eval mode
+    assert model.training  # and given back in train mode
+    model.eval()
+    class_accuracies(model, loader, 4)
+    assert not model.training
+
+
+def test_class_accuracies_count_each_class_over_batches():
+    # The images are the logits: predicted classes 0 1 | 0 1 1 0 for labels 0 0 | 0 1 1 2.
+    logits = torch.eye(3)
+    loader = [
+        (logits[[0, 1]], torch.tensor([0, 0])),
+        (logits[[0, 1, 1, 0]], torch.tensor([0, 1, 1, 2])),
+    ]
+    accuracies = class_accuracies(nn.Identity(), loader, 3)
+    assert accuracies == pytest.approx([2 / 3, 1.0, 0.0])
+
+
+def _one_cycle_by_hand(total: int, lr: float) -> list[float]:
+    """OneCycleLR's documented schedule (cosine, div_factor 25, final_div_factor 1e4) with
+    pct_start 0.25: from lr/25 up to lr by step total/4 - 1, then down to lr/25/1e4 at the end."""
+    initial, final, peak = lr / 25, lr / 25 / 1e4, 0.25 * total - 1
+
+    def cos(start: float, end: float, pct: float) -> float:
+        return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
+
+    return [
+        cos(initial, lr, s / peak) if s <= peak else cos(lr, final, (s - peak) / (total - 1 - peak))
+        for s in range(total)
+    ]
+
+
+@pytest.mark.parametrize("epochs, steps", [(8, 10), (20, 3)])
+def test_epoch_learning_rates_follow_fits_one_cycle(epochs, steps):
+    lr = 0.1
+    means = epoch_learning_rates(epochs, steps, lr)
+    assert len(means) == epochs
+    # The rate peaks at step total/4 - 1: the epoch ending there is still warming up, so the
+    # largest mean is that epoch's or the next, which starts at the quarter. Up before, down after.
+    peak = max(range(epochs), key=means.__getitem__)
+    assert epochs / 4 - 1 <= peak <= epochs / 4
+    assert means[: peak + 1] == sorted(means[: peak + 1])
+    assert means[peak:] == sorted(means[peak:], reverse=True)
+    assert means[-1] < 0.05 * lr
+    by_hand = _one_cycle_by_hand(epochs * steps, lr)
+    expected = [sum(by_hand[e * steps : (e + 1) * steps]) / steps for e in range(epochs)]
+    assert means == pytest.approx(expected, rel=1e-9)
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.25
+    )
+    stepped = []
+    for _ in range(epochs * steps):
+        stepped.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert means == pytest.approx(
+        [sum(stepped[e * steps : (e + 1) * steps]) / steps for e in range(epochs)], rel=1e-12
+    )
