@@ -298,3 +298,51 @@ def test_resnet_validates_layers_and_block():
         ResNet(Bottleneck, [3, 0, 6, 3])
     with pytest.raises(TypeError, match="block must be BasicBlock or Bottleneck"):
         ResNet(nn.Conv2d, [1, 1, 1, 1])
+
+
+def _features(model: CifarResNet, x: torch.Tensor) -> torch.Tensor:
+    """The last feature map, before the head: the stem and the three stages."""
+    x = model.relu(model.bn1(model.conv1(x)))
+    return model.layer3(model.layer2(model.layer1(x)))
+
+
+def test_resnet_cifar_max_head_takes_the_global_max_before_the_classifier():
+    torch.manual_seed(0)
+    model = resnet_cifar(8, num_classes=5, width=4, head_pool="max").eval()
+    assert model.head_pool == "max"
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        features = _features(model, x)  # (2, 16, 4, 4)
+        largest = features.amax(dim=(2, 3))
+        expected = largest @ model.fc.weight.T + model.fc.bias
+        out = model(x)
+    assert features.shape == (2, 16, 4, 4)
+    assert torch.allclose(out, expected, atol=1e-6)
+    # Not the average: after ReLU and a residual sum the two differ on any non-constant map.
+    mean_head = features.mean(dim=(2, 3)) @ model.fc.weight.T + model.fc.bias
+    assert not torch.allclose(out, mean_head, atol=1e-3)
+
+
+def test_resnet_cifar_average_head_is_the_default_and_unchanged():
+    torch.manual_seed(0)
+    default = resnet_cifar(8, num_classes=5, width=4).eval()
+    torch.manual_seed(0)
+    average = resnet_cifar(8, num_classes=5, width=4, head_pool="avg").eval()
+    torch.manual_seed(0)
+    maximum = resnet_cifar(8, num_classes=5, width=4, head_pool="max").eval()
+    assert default.head_pool == "avg"
+    # The head's pooling has no weights: the same seed gives the same weights in all three.
+    for name, value in default.state_dict().items():
+        assert torch.equal(value, average.state_dict()[name]), name
+        assert torch.equal(value, maximum.state_dict()[name]), name
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = _features(default, x).mean(dim=(2, 3)) @ default.fc.weight.T + default.fc.bias
+        assert torch.allclose(default(x), expected, atol=1e-6)
+        assert torch.equal(default(x), average(x))
+
+
+@pytest.mark.parametrize("bad", ["min", "Avg", "", None])
+def test_resnet_cifar_names_a_bad_head_pool(bad):
+    with pytest.raises(ValueError, match=f"head_pool must be one of .*got {bad!r}"):
+        resnet_cifar(8, head_pool=bad)
