@@ -695,3 +695,128 @@ def test_pairing_breaks_even_where_the_ratio_is_one():
     assert evens == sorted(evens, reverse=True) and 0 < evens[-1] < 0.05
     with pytest.raises(ValueError, match="n must be"):
         break_even_correlation(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs shared between experiments: copied only from the same machine, mode and settings
+
+
+def _run(variant: str, seed: int, accuracy: float) -> dict:
+    return {"variant": variant, "seed": seed, "val_acc": [0.5, accuracy], "train_loss": [1.0, 0.5],
+            "final_val_acc": accuracy, "seconds": 2.5}  # fmt: skip
+
+
+def _attention_file(settings, mode: str = "quick", commit: str = "abc123") -> dict:
+    """A stored result of the attention experiment, as ``store.load`` returns it."""
+    return {
+        "experiment": "attention", "mode": mode, "settings": store.normalise(settings.as_dict()),
+        "provenance": {"commit": commit, "device": "cpu"},
+        "runs": [_run("baseline", 0, 0.61), _run("cbam", 0, 0.64), _run("baseline", 1, 0.60),
+                 _run("cbam", 1, 0.66), _run("se", 1, 0.62)],
+    }  # fmt: skip
+
+
+@pytest.fixture
+def attention_file(monkeypatch):
+    """``store.load("attention")`` gives a small fake file; ``store.same_machine`` says yes
+    unless a test sets ``machine["same"]``; every look-up is noted."""
+    controls = experiments.get_experiment("controls")
+    state = {"file": _attention_file(controls.settings("quick")), "same": True, "loaded": [],
+             "asked": []}  # fmt: skip
+    load = store.load
+
+    def fake_load(name):
+        if str(name).endswith(".json"):
+            return load(name)
+        state["loaded"].append(name)
+        if state["file"] is None:
+            raise FileNotFoundError(name)
+        return json.loads(json.dumps(state["file"]))
+
+    def fake_same_machine(result):
+        state["asked"].append(result["experiment"])
+        return state["same"]
+
+    monkeypatch.setattr(store, "load", fake_load)
+    monkeypatch.setattr(store, "same_machine", fake_same_machine)
+    return state
+
+
+def test_shared_runs_are_copied_from_the_same_machine_mode_and_settings(attention_file):
+    controls = experiments.get_experiment("controls")
+    settings = controls.settings("quick")
+    todo = [("baseline", 0), ("max-head", 0), ("cbam", 0), ("spatial", 0), ("cbam", 2)]
+    copies = runner._shared_runs(controls, "quick", settings, todo)
+    # max-head and spatial are not shared; the file has no seed 2.
+    assert set(copies) == {("baseline", 0), ("cbam", 0)}
+    variant, copied_from, record = copies["cbam", 0]
+    assert variant == "cbam"
+    assert copied_from == {"experiment": "attention", "variant": "cbam", "commit": "abc123"}
+    assert record == _run("cbam", 0, 0.64)
+    assert set(attention_file["loaded"]) == {"attention"}
+    assert attention_file["asked"] and set(attention_file["asked"]) == {"attention"}
+
+
+def test_a_shared_run_takes_the_name_it_has_here(attention_file):
+    experiment = experiments.Experiment(
+        "renamed", "q", {"plain": lambda r: None, "with-cbam": lambda r: None}, {},
+        shared={"plain": ("attention", "baseline"), "with-cbam": ("attention", "cbam")},
+    )  # fmt: skip
+    settings = experiments.get_experiment("controls").settings("quick")
+    copies = runner._shared_runs(experiment, "quick", settings, [("plain", 1), ("with-cbam", 1)])
+    assert copies["plain", 1][2] == _run("baseline", 1, 0.60) | {"variant": "plain"}
+    assert copies["with-cbam", 1][2]["variant"] == "with-cbam"
+    assert copies["with-cbam", 1][2]["final_val_acc"] == 0.66
+    assert copies["plain", 1][1]["variant"] == "baseline"
+
+
+def test_nothing_is_copied_from_another_machine_mode_or_settings_or_no_file(attention_file):
+    controls = experiments.get_experiment("controls")
+    settings = controls.settings("quick")
+    todo = [("baseline", 0), ("cbam", 1)]
+    assert len(runner._shared_runs(controls, "quick", settings, todo)) == 2
+
+    attention_file["same"] = False
+    assert runner._shared_runs(controls, "quick", settings, todo) == {}
+    attention_file["same"] = True
+
+    attention_file["file"] = _attention_file(settings, mode="full")
+    assert runner._shared_runs(controls, "quick", settings, todo) == {}
+
+    other = dataclasses.replace(settings, epochs=settings.epochs + 1)
+    attention_file["file"] = _attention_file(other)
+    assert runner._shared_runs(controls, "quick", settings, todo) == {}
+
+    attention_file["file"] = None
+    assert runner._shared_runs(controls, "quick", settings, todo) == {}
+
+
+def _controls_file(settings, seeds, copied: dict) -> dict:
+    variants = experiments.get_experiment("controls").variants
+    return {
+        "experiment": "controls", "mode": "quick", "settings": settings.as_dict(),
+        "provenance": {"commit": "old", "seconds": 10.0, "copied": copied},
+        "runs": [_run(v, s, 0.6) for s in seeds for v in variants],
+    }  # fmt: skip
+
+
+def test_a_resumed_run_keeps_what_was_copied(attention_file, tmp_path):
+    settings = experiments.get_experiment("controls").settings("quick")
+    earlier = {"baseline": {"experiment": "attention", "variant": "baseline", "commit": "old"}}
+    out = tmp_path / "controls.json"
+    store.save(_controls_file(settings, [0], earlier), out)
+
+    # Nothing left to run: the provenance is signed anew, what was copied stays said.
+    result = experiments.run_experiment("controls", seeds=[0], out=out, progress=False)
+    assert result["provenance"]["copied"] == earlier
+    assert result["provenance"]["seconds"] == 10.0
+
+    # Seed 1 of cbam is copied now (the fake file holds it); baseline's earlier copy stays.
+    result = experiments.run_experiment(
+        "controls", variants=["cbam"], seeds=[0, 1], out=out, progress=False
+    )
+    copied = {"experiment": "attention", "variant": "cbam", "commit": "abc123"}
+    assert result["provenance"]["copied"] == earlier | {"cbam": copied}
+    assert store.load(out)["provenance"]["copied"] == earlier | {"cbam": copied}
+    assert [r for r in result["runs"] if r["seed"] == 1] == [_run("cbam", 1, 0.66)]
+    assert result["provenance"]["seconds"] == 12.5
