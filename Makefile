@@ -3,7 +3,7 @@
 # make test   - set up .venv if needed, then run the whole test suite
 # make build  - rebuild the generated notebooks from solutions/*.py
 # make grade SUBMISSION=path/to/notebook.ipynb  - in a sandbox per notebook (docs/grading.md)
-# make experiments - re-make the stored experiment runs in cbam/results/ (about an hour)
+# make experiments - re-make the stored experiment runs in cbam/results/ (three hours on 2 cores)
 # make gpu-check   - on a CUDA machine: CUDA tests, training lessons in full mode, the benchmark
 # make colab-check - build Colab's runtime (Python 3.13, torch 2.11, ...) in .colab/, check that
 #                    installing the course changes none of its packages, run the suite there
@@ -88,6 +88,9 @@ experiments: $(STAMP)
 	$(EXPERIMENT) pooling --seeds 0-9 --jobs 2 --out cbam/results/pooling.json
 	$(EXPERIMENT) spatial --seeds 0-9 --jobs 2 --out cbam/results/spatial.json
 	$(EXPERIMENT) arrangement --seeds 0-9 --jobs 2 --out cbam/results/arrangement.json
+	$(EXPERIMENT) controls --seeds 0-9 --jobs 2 --out cbam/results/controls.json
+	$(EXPERIMENT) budget --seeds 0-4 --jobs 2 --out cbam/results/budget.json
+	$(EXPERIMENT) successors --seeds 0-9 --jobs 2 --out cbam/results/successors.json
 
 bench: $(STAMP)
 	$(PY) -m cbam.bench

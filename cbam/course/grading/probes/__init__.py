@@ -112,11 +112,15 @@ def _registry() -> dict[tuple[str, str], Probe]:
         shapes,
         spatial,
         speed,
+        statistics,
+        successors,
         training,
     )
 
     probes = {}
-    for module in (shapes, channel, spatial, block, resnet, training, localization, speed):
+    modules = (shapes, channel, spatial, block, resnet, training, statistics, localization, speed,
+               successors)  # fmt: skip
+    for module in modules:
         probes.update({(module.LESSON, p.exercise): p for p in module.PROBES})
     return probes
 
