@@ -371,24 +371,40 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What the numbers say, in words computed from them, by lesson 05's rule: a map kind beats a
-# class-blind map when the 95 % interval of the difference (map minus class-blind map, seed by
-# seed) excludes 0. The class-blind map is the same for every seed, so that interval is the
-# map's own interval moved by a constant: the map beats it when its whole interval lies above
-# it. Each score is held against the strongest class-blind map for that score.
+# What the numbers say, in words computed from them, by lesson 05's rule: a map kind differs
+# from a class-blind map when the difference (map minus class-blind map, seed by seed) stays
+# significant at 5 % after Holm's correction over every comparison of this table (each map kind,
+# each score). The class-blind map is the same for every seed, so the difference's interval is
+# the map's own interval moved by a constant. Each score is held against the strongest
+# class-blind map for that score.
 
 
 # %%
-def verdict(interval, line):
-    if interval.low > line:
-        return "above"
-    return "below" if interval.high < line else "not shown to differ"
+from cbam.experiments import holm
+from cbam.experiments.stats import Interval
 
 
+def against(interval, line):
+    """The interval of (map minus a constant line), with the map's seeds."""
+    return Interval(interval.mean - line, interval.low - line, interval.high - line, interval.n)
+
+
+lines = (baselines[strongest[0]][0], baselines[strongest[1]][1])
+differences = {(kind, score): against(table[kind][score], lines[score])
+               for kind in table for score in (0, 1)}
+corrected = dict(zip(differences, holm([d.p_value for d in differences.values()]), strict=True))
+
+
+def verdict(kind, score):
+    if corrected[kind, score] >= 0.05:
+        return "not shown to differ"
+    return "above" if differences[kind, score].mean > 0 else "below"
+
+
+print(f"{len(differences)} comparisons, corrected together")
 for kind, (pointing, energy) in table.items():
-    line_p, line_e = baselines[strongest[0]][0], baselines[strongest[1]][1]
-    print(f"{kind:>24}: pointing {verdict(pointing, line_p)} ({pointing.mean:.0f} vs {line_p:.0f}"
-          f" %), energy share {verdict(energy, line_e)} ({energy.mean:.1f} vs {line_e:.1f} %)")
+    print(f"{kind:>24}: pointing {verdict(kind, 0)} ({pointing.mean:.0f} vs {lines[0]:.0f}"
+          f" %), energy share {verdict(kind, 1)} ({energy.mean:.1f} vs {lines[1]:.1f} %)")
 best = max(table, key=lambda k: table[k][0].mean)
 print(f"highest pointing score: {best}")
 
@@ -538,21 +554,28 @@ for i, group in enumerate(groups):
 print("(columns: CBAM's spatial maps of layer1-3, Grad-CAM of the CBAM network)")
 
 # %% [markdown]
-# The verdicts, by the same rule, score by score: a score reads the trained weights when it
-# falls once they are randomised, i.e. when the interval of trained minus random lies above 0;
-# where the interval holds 0, that score does not show the method reading the trained weights.
+# The verdicts, by the same rule, score by score, corrected together: a score reads the trained
+# weights when it falls once they are randomised, i.e. when trained minus random is significantly
+# above 0; where it is not shown to change, that score does not show the method reading the
+# trained weights.
 
 # %%
-def sanity_verdict(drop):
-    if drop.low > 0:
+drops = {(kind, score): rows[score][1] for kind, rows in sanity.items() for score in (0, 1)}
+drop_corrected = dict(zip(drops, holm([d.p_value for d in drops.values()]), strict=True))
+
+
+def sanity_verdict(kind, score):
+    if drop_corrected[kind, score] >= 0.05:
+        return "not shown to change (not reading the trained weights)"
+    if drops[kind, score].mean > 0:
         return "falls (reads the trained weights)"
-    if drop.high < 0:
-        return "rises (not from the training)"
-    return "not shown to change (not reading the trained weights)"
+    return "rises (not from the training)"
 
 
-for kind, ((_, p_drop), (_, e_drop)) in sanity.items():
-    print(f"{kind:>24}: pointing {sanity_verdict(p_drop)}; energy share {sanity_verdict(e_drop)}")
+print(f"{len(drops)} comparisons, corrected together")
+for kind in sanity:
+    print(f"{kind:>24}: pointing {sanity_verdict(kind, 0)}; "
+          f"energy share {sanity_verdict(kind, 1)}")
 
 # %% [markdown]
 # How to read it:

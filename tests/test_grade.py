@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "grading_fixtures"
 SOLUTIONS, NOTEBOOKS = ROOT / "solutions", ROOT / "notebooks"
 COURSE_LESSONS = ("00", "01", "02", "03", "04")  # graded on every run: seconds each
-LONG_LESSONS = ("05", "06", "07")  # minutes each: graded when asked for
+LONG_LESSONS = ("05", "06", "07", "08")  # minutes each: graded when asked for
 FIXTURE_TIMEOUT = 8  # s per cell for the test lesson, whose cells take well under a second
 
 # snippet -> (lesson, the exercise it gets wrong)
@@ -230,7 +230,7 @@ def test_every_reference_solution_scores_full_marks(course, lesson, figures):
 @pytest.mark.parametrize("lesson", LONG_LESSONS)
 def test_the_long_lessons_references_score_full_marks(lesson, figures):
     if not os.environ.get("CBAM_GRADE_LONG_LESSONS"):
-        pytest.skip("lessons 05-07 train and profile for minutes each; set "
+        pytest.skip("lessons 05-08 train, profile and time for minutes each; set "
                     "CBAM_GRADE_LONG_LESSONS=1 to grade their references too")
     reference = _needs(lesson)
     needs_sandbox()
