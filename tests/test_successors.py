@@ -164,3 +164,44 @@ def test_record_attention_names_both_coordinate_maps():
     assert maps["layer2.0.attention.gate_w"][0].shape == (2, 32, 1, 8)
     g_h = maps["layer1.0.attention.gate_h"][0]
     assert 0 < float(g_h.min()) and float(g_h.max()) < 1
+
+
+def test_costs_count_what_table_4_counts():
+    """SE on a ResNet-50 adds what the paper's Table 4 says: 28.09 M against 25.56 M params."""
+    from cbam.resnet import resnet50
+    from cbam.successors.cost import PAPER_SETTINGS, costs
+
+    wanted = {name: PAPER_SETTINGS[name] for name in ("baseline", "se", "simam")}
+    rows = {row.name: row for row in costs(lambda f: resnet50(attention=f), wanted, (1, 3, 64, 64))}
+    assert round(rows["baseline"].params / 1e6, 2) == 25.56
+    assert round(rows["se"].params / 1e6, 2) == 28.09
+    assert rows["simam"].params == rows["baseline"].params  # no parameters
+    assert rows["simam"].macs == rows["baseline"].macs  # elementwise work is not counted
+    assert rows["se"].forward is None and rows["se"].training is None  # not timed
+
+
+def test_costs_time_each_network_against_the_plain_one():
+    from cbam.successors.cost import costs, format_costs
+
+    factories = {"baseline": None, "eca": EfficientChannelAttention, "gc": GlobalContext}
+    rows = costs(lambda f: cbam.resnet_cifar(8, 4, attention=f, width=16), factories,
+                 (4, 3, 16, 16), rounds=3)  # fmt: skip
+    base = rows[0]
+    assert base.name == "baseline" and base.forward == (1.0, 1.0, 1.0)
+    for row in rows[1:]:
+        median, low, high = row.training
+        assert 0 < low <= median <= high
+    table = format_costs(rows)
+    assert table.splitlines()[0].split()[0] == "module" and "gc" in table
+    with pytest.raises(ValueError, match="baseline"):
+        costs(lambda f: cbam.resnet_cifar(8, 4, attention=f), {"eca": None}, (1, 3, 16, 16))
+
+
+def test_costs_leave_the_callers_random_stream_alone():
+    from cbam.successors.cost import costs
+
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    costs(lambda f: cbam.resnet_cifar(8, 4, attention=f), {"baseline": None}, (1, 3, 16, 16))
+    assert torch.equal(torch.rand(3), expected)
