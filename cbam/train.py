@@ -125,7 +125,9 @@ def class_accuracies(
             right += torch.bincount(labels[predicted == labels], minlength=num_classes)
     finally:
         model.train(was_training)
-    return [r / s if s else float("nan") for r, s in zip(right.tolist(), seen.tolist())]
+    return [
+        r / s if s else float("nan") for r, s in zip(right.tolist(), seen.tolist(), strict=True)
+    ]
 
 
 @torch.no_grad()

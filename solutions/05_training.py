@@ -461,12 +461,13 @@ for name, a_name, b_name in pairs:
 
 # %% [markdown]
 # Read the lines above against the break-even value. Against the plain network, the variants'
-# accuracies barely move together over the seeds: training amplifies the first small difference
-# an attention module makes into a different run, and pairing then buys nothing, or costs a
-# little. Where two variants are close relatives (CBAM and its own channel module, two
-# arrangements of the same modules) they do move together, and pairing narrows the interval a
-# lot. Paired seeds still guarantee that no difference comes from a luckier initialisation or
-# a kinder order of batches; what they buy in precision is measured case by case, as here.
+# accuracies move together little or not at all over the seeds: training amplifies the first
+# small difference an attention module makes into a different run, and pairing then buys
+# little, nothing, or costs a little. Where two variants are close relatives (CBAM and its own
+# channel module, two arrangements of the same modules) they do move together, and pairing
+# narrows the interval a lot. Paired seeds still guarantee that no difference comes from a
+# luckier initialisation or a kinder order of batches; what they buy in precision is measured
+# case by case, as here.
 
 # %% [markdown]
 # ## What the intervals do not cover

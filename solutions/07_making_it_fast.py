@@ -88,7 +88,7 @@ def side_by_side(versions, *args, rounds=ROUNDS):
 
 def ratios(times, name, unit):
     """``times[name] / times[unit]``, round by round."""
-    return [a / b for a, b in zip(times[name], times[unit])]
+    return [a / b for a, b in zip(times[name], times[unit], strict=True)]
 
 
 def spread(values, digits=2):
@@ -238,8 +238,9 @@ print(f"the largest share inside the blocks: {largest}")
 # convolution libraries optimise for), and the rest the poolings, the gates' products,
 # sigmoids and concatenations, which do almost no arithmetic; the cell adds those up and names
 # the largest row. *(between operations)* is time inside a block outside any operation: Python
-# running the forward, the labelling hooks and the profiler's own bookkeeping. Which row leads depends on the machine and its libraries. Only a profile or
-# a clock tells what an operation costs on the machine at hand; a MAC count cannot.
+# running the forward, the labelling hooks and the profiler's own bookkeeping. Which row leads
+# depends on the machine and its libraries. Only a profile or a clock tells what an operation
+# costs on the machine at hand; a MAC count cannot.
 
 # %% [markdown]
 # ## The memory-traffic floor
@@ -509,12 +510,12 @@ for name, (predicted, _) in seed_ops.items():
     excess[name] = statistics.median(measured) - predicted
     print(f"{name:<24} {predicted:>9.1f} {spread(measured):>27} {excess[name]:>7.2f}")
 # Sums and the remainder round by round, so that their spread is the rounds' own.
-summed = [sum(column) for column in zip(*(in_clones(name) for name in seed_ops))]
+summed = [sum(column) for column in zip(*(in_clones(name) for name in seed_ops), strict=True)]
 whole = in_clones("seed-style")
 print(f"{'sum of the operations':<24} {sum(p for p, _ in seed_ops.values()):>9.1f} "
       f"{spread(summed):>27}")
 print(f"{'whole seed-style forward':<24} {'':>9} {spread(whole):>27}")
-remainder = [w - s for w, s in zip(whole, summed)]
+remainder = [w - s for w, s in zip(whole, summed, strict=True)]
 print(f"{'whole minus the sum':<24} {'':>9} {spread(remainder):>27}   (unexplained)")
 print("the exercise's replacements:")
 for name, (predicted, _) in lean_ops.items():
