@@ -84,14 +84,15 @@ def costs(
         raise ValueError(
             f"factories must include 'baseline', the plain network; got {list(factories)}"
         )
-    torch.manual_seed(seed)
-    models = {name: build(factory) for name, factory in factories.items()}
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        models = {name: build(factory) for name, factory in factories.items()}
+        x = torch.randn(*input_size)
     counted = {
         name: (count_params(m), count_macs(m.eval(), input_size)) for name, m in models.items()
     }
     forward = training = {}
     if rounds > 0:
-        x = torch.randn(*input_size)
 
         def infer(model: nn.Module) -> Callable[[], object]:
             def run() -> object:
