@@ -53,15 +53,19 @@ def seeds_needed(
     sd = _positive("sd", sd)
     alpha, power = _probability("alpha", alpha), _probability("power", power)
     z = NormalDist().inv_cdf
-    n = math.ceil(((z(1 - alpha / 2) + z(power)) * sd / difference) ** 2)
-    if not exact:
-        return max(n, 2)
-    n = max(n, 2)
-    while (
+    n = max(math.ceil(((z(1 - alpha / 2) + z(power)) * sd / difference) ** 2), 2)
+    while exact and (
         (t_quantile(1 - alpha / 2, n - 1) + t_quantile(power, n - 1)) * sd / difference
     ) ** 2 > n:
         n += 1
     return n
+
+
+def _t_ratio(n: int) -> float:
+    """t(0.975, n - 1) / t(0.975, 2n - 2): what pairing n seeds costs in degrees of freedom."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be a whole number of seeds >= 2, got {n!r}")
+    return t_quantile(0.975, n - 1) / t_quantile(0.975, 2 * n - 2)
 
 
 def width_ratio(rho: float, n: int) -> float:
@@ -69,13 +73,10 @@ def width_ratio(rho: float, n: int) -> float:
     spreads and correlation ``rho`` between the variants' accuracies over seeds."""
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not -1 <= rho <= 1:
         raise ValueError(f"rho must be a correlation in [-1, 1], got {rho!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be a whole number of seeds >= 2, got {n!r}")
-    return t_quantile(0.975, n - 1) / t_quantile(0.975, 2 * n - 2) * math.sqrt(1 - rho)
+    return _t_ratio(n) * math.sqrt(1 - rho)
 
 
 def break_even_correlation(n: int) -> float:
-    """The correlation above which pairing n seeds gives the narrower 95 % interval."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be a whole number of seeds >= 2, got {n!r}")
-    return 1 - (t_quantile(0.975, 2 * n - 2) / t_quantile(0.975, n - 1)) ** 2
+    """The correlation above which pairing n seeds gives the narrower 95 % interval: where
+    ``width_ratio`` is 1."""
+    return 1 - 1 / _t_ratio(n) ** 2
