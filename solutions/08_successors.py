@@ -199,7 +199,7 @@ print(format_costs(resnet_costs))
 # forward + backward, interleaved in rounds beside the plain network on this machine, and
 # prints each as a ratio to the plain network: the median over the rounds with its interquartile
 # range. To keep it short it times a batch of one 128 × 128 image: the channel widths are
-# ResNet-50's, the maps a third of the area.
+# ResNet-50's, the feature maps smaller than at 224 × 224.
 
 # %% tags=["nbval-ignore-output"]
 timed = costs(lambda factory: resnet50(attention=factory), PAPER_SETTINGS, (1, 3, 128, 128),
